@@ -1,0 +1,246 @@
+"""The ``ganforge`` command.  Thin: each subcommand turns its arguments into an API call."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import UserError
+
+EPILOG = """examples:
+  ganforge train dcgan                          # DCGAN on Fashion-MNIST, a few CPU minutes
+  ganforge train cgan --steps 3000 --out runs/c # class-conditional, into runs/c
+  ganforge train dcgan --resume --out runs/c --steps 6000
+  ganforge sample runs/dcgan-fmnist --n 64 --out grid.png
+  ganforge summary dcgan --preset classic32
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ganforge",
+        description="Train, inspect and sample GANs on one engine.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("list", help="list the models or data sets")
+    p.add_argument(
+        "what",
+        nargs="?",
+        choices=["models", "datasets"],
+        default="models",
+        help="what to list (default: models)",
+    )
+
+    p = sub.add_parser("summary", help="layer table of a model's G and D (like Keras' summary)")
+    p.add_argument("model", help="model family, e.g. dcgan (see 'ganforge list')")
+    p.add_argument("--preset", help="named preset of the family (default: its default preset)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. --set z_dim=64 (repeatable)",
+    )
+    p.add_argument(
+        "--channels",
+        type=int,
+        default=1,
+        choices=[1, 3],
+        help="image channels of the data (default: 1)",
+    )
+    p.add_argument(
+        "--classes",
+        type=int,
+        default=10,
+        help="number of classes for conditional models (default: 10)",
+    )
+
+    p = sub.add_parser(
+        "train",
+        help="train a model; writes a run folder",
+        description="Train a model.  Settings resolve as: preset, --config file, "
+        "the flags below, then --set overrides.",
+    )
+    p.add_argument("model", help="model family, e.g. dcgan (see 'ganforge list')")
+    p.add_argument("--preset", help="named preset of the family (see 'ganforge summary MODEL')")
+    p.add_argument("--dataset", help="fmnist | mnist | digits | folder:PATH (default: fmnist)")
+    p.add_argument("--data-dir", help="folder holding the data set's files")
+    p.add_argument(
+        "--steps",
+        type=_positive_int,
+        help="total generator steps of the run (a resumed run continues to this)",
+    )
+    p.add_argument("--batch-size", type=_int, help="global batch size (default: 64)")
+    p.add_argument("--out", help="run folder (default: runs/MODEL-DATASET, never overwritten)")
+    p.add_argument("--seed", type=_int, help="random seed (default: 0)")
+    p.add_argument("--config", help="YAML file of settings (the same keys as config.yaml)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any setting, e.g. --set lr_g=1e-4 --set train.log_every=10",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its newest good checkpoint",
+    )
+    p.add_argument("--device", help="auto (default: CUDA when present) | cpu | cuda | cuda:N")
+
+    p = sub.add_parser("sample", help="generate a grid of images from a trained run")
+    p.add_argument("run", help="run folder written by 'ganforge train'")
+    p.add_argument("--n", type=_positive_int, default=64, help="number of images (default: 64)")
+    p.add_argument(
+        "--class",
+        dest="label",
+        type=_int,
+        help="class index for conditional models (default: one column per class)",
+    )
+    p.add_argument("--seed", type=_int, default=0, help="random seed (default: 0)")
+    p.add_argument(
+        "--truncation",
+        type=float,
+        default=1.0,
+        help="truncation psi in (0, 1]; lower trades variety for fidelity (default: 1)",
+    )
+    p.add_argument(
+        "--checkpoint", help="checkpoint folder name, e.g. step-000500 (default: newest)"
+    )
+    p.add_argument("--out", help="output PNG (default: RUN/samples/sample-seed<S>.png)")
+    p.add_argument("--device", default="cpu", help="cpu (default) | cuda | auto")
+    return parser
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    from . import data  # noqa: F401  (registers the data sets)
+    from .models import get_family
+    from .registry import DATASETS as datasets
+    from .registry import MODELS
+
+    if args.what == "datasets":
+        for name in datasets:
+            label = "folder:PATH" if name == "folder" else name
+            print(f"{label:<14}{datasets.doc(name)}")
+        return
+    for name in MODELS:
+        family = get_family(name)
+        presets = ", ".join(family.PRESETS)
+        print(
+            f"{name:<10}{MODELS.doc(name)}\n{'':<10}presets: {presets} "
+            f"(default {family.DEFAULT_PRESET})"
+        )
+
+
+def cmd_summary(args: argparse.Namespace) -> None:
+    from .config import build_config, parse_override
+    from .data import DataSpec
+    from .models import get_family
+    from .tools.summary import summary_text
+
+    cfg = build_config(
+        args.model, args.preset, overrides=[parse_override(o) for o in args.overrides]
+    )
+    spec = DataSpec(
+        channels=args.channels,
+        resolution=cfg.family.resolution,
+        num_classes=args.classes,
+        class_names=tuple(str(i) for i in range(args.classes)),
+        name="summary",
+    )
+    model = get_family(args.model)(cfg.family, spec)
+    print(
+        f"{args.model} (preset {cfg.preset}), {args.channels}x{cfg.family.resolution}x"
+        f"{cfg.family.resolution} images\n"
+    )
+    print(summary_text(model))
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .api import train
+    from .config import parse_override
+
+    train(
+        args.model,
+        preset=args.preset,
+        dataset=args.dataset,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        out=args.out,
+        seed=args.seed,
+        config=args.config,
+        overrides=[parse_override(o) for o in args.overrides],
+        resume=args.resume,
+        device=args.device,
+        data_dir=args.data_dir,
+    )
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    from .api import load
+    from .images import save_grid
+
+    g = load(args.run, checkpoint=args.checkpoint, device=args.device)
+    nrow = None
+    if g.conditional and args.label is None:
+        nrow = g.spec.num_classes
+    images = g.generate(args.n, labels=args.label, seed=args.seed, truncation=args.truncation)
+    out = Path(args.out) if args.out else Path(args.run) / "samples" / f"sample-seed{args.seed}.png"
+    save_grid(images, out, nrow=nrow)
+    print(f"wrote {args.n} images from {g.path} to {out}")
+
+
+COMMANDS = {"list": cmd_list, "summary": cmd_summary, "train": cmd_train, "sample": cmd_sample}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from . import __version__
+
+        print(f"ganforge {__version__}")
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        COMMANDS[args.command](args)
+    except UserError as err:
+        print(f"ganforge: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(
+            "ganforge: interrupted; the newest checkpoint is intact (resume with --resume)",
+            file=sys.stderr,
+        )
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

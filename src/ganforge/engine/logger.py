@@ -1,0 +1,117 @@
+"""Loss reporting: running means of named losses, written to metrics.jsonl, TensorBoard and tqdm.
+
+Phases return detached loss tensors; they are summed on the device and turned into Python
+numbers only at logging ticks, because ``.item()`` is a device synchronisation point.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class LossMeter:
+    """Running sums of named scalar tensors between two logging ticks."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, prefix: str, losses: dict[str, torch.Tensor]) -> None:
+        for name, value in losses.items():
+            key = f"{prefix}/{name}"
+            v = value.detach().float()
+            self.sums[key] = self.sums[key] + v if key in self.sums else v
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def pop_means(self) -> dict[str, float]:
+        means = {k: (self.sums[k] / self.counts[k]).item() for k in self.sums}
+        self.sums.clear()
+        self.counts.clear()
+        return means
+
+
+class RunLogger:
+    """Writes one JSON object per logging tick, TensorBoard scalars and a progress bar.
+
+    Only rank 0 makes one (``enabled``); other ranks get a silent logger."""
+
+    def __init__(
+        self,
+        run_dir: Path | None,
+        *,
+        total: int,
+        start: int,
+        tensorboard: bool,
+        progress: bool,
+        enabled: bool,
+    ) -> None:
+        self.enabled = enabled
+        self.run_dir = run_dir
+        self.tb = None
+        self.bar = None
+        if not enabled:
+            return
+        self.jsonl = open(run_dir / "metrics.jsonl", "a", buffering=1)  # noqa: SIM115
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(run_dir / "tb"))
+            except ImportError:
+                print(
+                    "note: tensorboard is not installed; skipping TensorBoard logs "
+                    "(pip install tensorboard)",
+                    file=sys.stderr,
+                )
+        if progress:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(
+                total=total,
+                initial=start,
+                unit="step",
+                dynamic_ncols=True,
+                mininterval=1.0,
+                file=sys.stderr,
+                disable=None,
+            )
+
+    def log(self, step: int, values: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        record = {"step": step, "time": round(time.time(), 3), **values}
+        self.jsonl.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for key, value in values.items():
+                if isinstance(value, int | float):
+                    self.tb.add_scalar(key, value, step)
+        if self.bar is not None:
+            shown = {
+                k.replace("/loss", ""): f"{v:.3g}" for k, v in values.items() if k.endswith("/loss")
+            }
+            if "images_per_s" in values:
+                shown["img/s"] = f"{values['images_per_s']:.0f}"
+            self.bar.set_postfix(shown, refresh=False)
+
+    def advance(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def add_image(self, tag: str, grid_hwc, step: int) -> None:
+        if self.tb is not None:
+            self.tb.add_image(tag, grid_hwc, step, dataformats="HWC")
+
+    def close(self) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.close()
+        if self.tb is not None:
+            self.tb.close()
+        self.jsonl.close()

@@ -1,0 +1,315 @@
+"""The training loop.  One explicit loop over the model's phases; everything a family does not
+need to know about (optimizers, freezing, precision, data parallelism, EMA, samples, logs,
+checkpoints and resume) lives here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import __version__
+from ..config import RunConfig
+from ..data import ImageDataset, load_dataset
+from ..errors import UserError
+from ..images import make_grid, save_image
+from ..models import get_family
+from ..models.base import GANModel, Phase, set_requires_grad
+from . import distributed as dist
+from .checkpoint import Checkpoint, latest_good_checkpoint, save_checkpoint
+from .logger import LossMeter, RunLogger
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when present (the local rank's GPU under torchrun), else cpu."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", dist.local_rank())
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(
+            f"device {name!r} asked for, but no CUDA GPU is available; use --device cpu"
+        )
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"device {name!r} is not supported; use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for a precision setting, or None for plain float32."""
+    if precision == "fp32":
+        return None
+    if precision == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return None
+    if precision == "fp16" and device.type != "cuda":
+        raise UserError("train.precision=fp16 needs a CUDA GPU; use bf16 or fp32 on CPU")
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+class BatchStream:
+    """The k-th batch of the run, as a pure function of (seed, k): a fresh seeded permutation each
+    epoch, the global batch split across processes.  Resuming needs only the count k."""
+
+    def __init__(
+        self, data: ImageDataset, batch_size: int, seed: int, device: torch.device
+    ) -> None:
+        rank, world = dist.world()
+        if batch_size % world:
+            raise UserError(
+                f"train.batch_size={batch_size} does not split over {world} processes; "
+                f"use a multiple of {world}"
+            )
+        if batch_size > len(data):
+            raise UserError(
+                f"train.batch_size={batch_size} is larger than the data set "
+                f"({len(data)} images); use a smaller batch"
+            )
+        self.data, self.batch, self.seed, self.device = data, batch_size, seed, device
+        self.local = batch_size // world
+        self.rank = rank
+        self.per_epoch = len(data) // batch_size
+        self._epoch = -1
+        self._perm = torch.empty(0, dtype=torch.long)
+
+    def get(self, k: int) -> dict[str, torch.Tensor]:
+        epoch, i = divmod(k, self.per_epoch)
+        if epoch != self._epoch:
+            gen = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**63)
+            self._perm = torch.randperm(len(self.data), generator=gen)
+            self._epoch = epoch
+        start = i * self.batch + self.rank * self.local
+        batch = self.data.batch(self._perm[start : start + self.local])
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+
+class Trainer:
+    """Trains ``cfg`` into ``run_dir``; ``resume`` restores the newest good checkpoint first."""
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        run_dir: Path,
+        *,
+        resume: bool = False,
+        data: ImageDataset | None = None,
+    ) -> None:
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        t = cfg.train
+        self.device = resolve_device(t.device)
+        dist.init_from_env(self.device)
+        self.rank, self.world = dist.world()
+        self.main = self.rank == 0
+        self.amp_dtype = autocast_dtype(t.precision, self.device)
+
+        self.data = (
+            data
+            if data is not None
+            else load_dataset(
+                cfg.data.name,
+                split=cfg.data.split,
+                resolution=cfg.family.resolution,
+                channels=cfg.data.channels,
+                data_dir=cfg.data.dir,
+                download=cfg.data.download,
+            )
+        )
+        torch.manual_seed(t.seed)  # same initial weights on every process
+        family = get_family(cfg.model)
+        self.model: GANModel = family(cfg.family, self.data.spec).to(self.device)
+        dist.broadcast_module(self.model)
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.params: dict[str, list[torch.nn.Parameter]] = {}
+        for name, spec in self.model.param_groups().items():
+            self.params[name] = [p for p in spec.params if p.requires_grad]
+            spec.params = self.params[name]
+            self.optimizers[name] = spec.build()
+        self.scalers = {
+            name: torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+            for name in self.optimizers
+        }
+        self.trainable = sorted({id(p) for ps in self.params.values() for p in ps})
+        self.phases: list[Phase] = self.model.phases()
+        self.stream = BatchStream(self.data, t.batch_size, t.seed, self.device)
+        # each process draws its own noise and dropout masks
+        torch.manual_seed(t.seed + 1 + self.rank)
+        self.step = 0
+        self.batches_drawn = 0
+        if resume:
+            self._restore(latest_good_checkpoint(self.run_dir, warn=self._warn))
+
+    # ----- the loop ---------------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        t = self.cfg.train
+        logger = RunLogger(
+            self.run_dir,
+            total=t.steps,
+            start=self.step,
+            tensorboard=t.tensorboard,
+            progress=t.progress,
+            enabled=self.main,
+        )
+        meter = LossMeter()
+        last: dict[str, float] = {}
+        start_step, start_time = self.step, time.perf_counter()
+        tick_step, tick_time = self.step, start_time
+        try:
+            while self.step < t.steps:
+                self._iteration(meter)
+                self.step += 1
+                logger.advance()
+                if self.step % t.log_every == 0 or self.step == t.steps:
+                    now = time.perf_counter()
+                    last = meter.pop_means()
+                    rate = (self.step - tick_step) * t.batch_size / max(now - tick_time, 1e-9)
+                    logger.log(self.step, {**last, "images_per_s": rate})
+                    tick_step, tick_time = self.step, now
+                if self.step % t.sample_every == 0 or self.step == t.steps:
+                    self._save_samples(logger)
+                if self.step % t.checkpoint_every == 0 or self.step == t.steps:
+                    self._save_checkpoint(last)
+        finally:
+            logger.close()
+        elapsed = time.perf_counter() - start_time
+        steps_run = self.step - start_step
+        return {
+            "steps": self.step,
+            "steps_this_session": steps_run,
+            "seconds": elapsed,
+            "images_per_s": steps_run * t.batch_size / max(elapsed, 1e-9),
+            "losses": last,
+        }
+
+    def _iteration(self, meter: LossMeter) -> None:
+        ctx: dict[str, Any] = {}
+        batch: dict[str, torch.Tensor] | None = None
+        for phase in self.phases:
+            if self.step % phase.every:
+                continue
+            for _ in range(phase.repeat):
+                if phase.new_batch or batch is None:
+                    batch = self.stream.get(self.batches_drawn)
+                    self.batches_drawn += 1
+                meter.add(phase.name, self._run_phase(phase, batch, ctx))
+        self._update_ema()
+
+    def _run_phase(
+        self, phase: Phase, batch: dict[str, torch.Tensor], ctx: dict[str, Any]
+    ) -> dict[str, torch.Tensor]:
+        group, opt, scaler = phase.group, self.optimizers[phase.group], self.scalers[phase.group]
+        # Only this group's parameters need gradients: the other network runs frozen, which
+        # skips its weight gradients (D's in the G step, G's in the D step).
+        set_requires_grad(self.model, False)
+        for p in self.params[group]:
+            p.requires_grad_(True)
+        opt.zero_grad(set_to_none=True)
+        amp = (
+            torch.autocast(self.device.type, dtype=self.amp_dtype)
+            if self.amp_dtype
+            else contextlib.nullcontext()
+        )
+        with amp:
+            losses = phase.step(batch, ctx)
+        scaler.scale(losses["loss"]).backward()
+        dist.average_gradients(self.params[group])
+        scaler.step(opt)
+        scaler.update()
+        if phase.after is not None:
+            phase.after()
+        return losses
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        beta = self.cfg.train.ema_beta
+        # ramp-up: early averages would otherwise be dominated by the random initial weights
+        beta = min(beta, (1 + self.step) / (10 + self.step))
+        for source, average in self.model.ema_pairs():
+            for p_avg, p in zip(average.parameters(), source.parameters(), strict=True):
+                p_avg.lerp_(p, 1 - beta)
+            for b_avg, b in zip(average.buffers(), source.buffers(), strict=True):
+                b_avg.copy_(b)
+
+    # ----- outputs ----------------------------------------------------------------------------
+    def _save_samples(self, logger: RunLogger) -> None:
+        if not self.main:
+            return
+        t = self.cfg.train
+        images = self.model.generate(t.grid_size, seed=t.seed)
+        nrow = self.data.spec.num_classes if self.model.conditional else None
+        grid = make_grid(images, nrow=nrow)
+        scale = max(1, 64 // images.shape[-1])
+        save_image(grid, self.run_dir / "samples" / f"step-{self.step:06d}.png", scale=scale)
+        logger.add_image("samples", grid, self.step)
+
+    def _save_checkpoint(self, last_losses: dict[str, float]) -> None:
+        rng = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        rngs = dist.gather_objects(rng)
+        if not self.main:
+            return
+        state = {
+            "step": self.step,
+            "batches_drawn": self.batches_drawn,
+            "world_size": self.world,
+            "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
+            "scalers": {k: s.state_dict() for k, s in self.scalers.items()},
+            "rng": rngs,
+        }
+        meta = {
+            "family": self.cfg.model,
+            "preset": self.cfg.preset,
+            "config": self.cfg.to_dict(),
+            "data_spec": self.data.spec.to_dict(),
+            "ganforge_version": __version__,
+            "losses": last_losses,
+        }
+        save_checkpoint(
+            self.run_dir,
+            self.step,
+            self.model.state_dict(),
+            state,
+            meta,
+            keep=self.cfg.train.keep_checkpoints,
+        )
+
+    # ----- resume -----------------------------------------------------------------------------
+    def _restore(self, ckpt: Checkpoint) -> None:
+        self.model.load_state_dict(ckpt.weights)
+        state = ckpt.state
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        for name, scaler in self.scalers.items():
+            if name in state.get("scalers", {}):
+                scaler.load_state_dict(state["scalers"][name])
+        self.step = int(state["step"])
+        self.batches_drawn = int(state["batches_drawn"])
+        saved_world = int(state.get("world_size", 1))
+        if saved_world == self.world:
+            rng = state["rng"][self.rank]
+            torch.set_rng_state(rng["torch"])
+            if "cuda" in rng and self.device.type == "cuda":
+                torch.cuda.set_rng_state(rng["cuda"], self.device)
+        else:
+            self._warn(
+                f"warning: the run was saved with {saved_world} processes and resumes with "
+                f"{self.world}; training continues, but not bit-for-bit as it would have"
+            )
+        if self.main:
+            print(
+                f"resuming {self.run_dir} from {ckpt.path.name} (step {self.step})", file=sys.stderr
+            )
+
+    def _warn(self, message: str) -> None:
+        if self.main:
+            print(message, file=sys.stderr)

@@ -1,0 +1,65 @@
+"""Image grids and conversions (Pillow; no torchvision needed)."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """``[N, C, H, W]`` floats in [-1, 1] -> uint8 ``[N, H, W, C]``."""
+    x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).numpy()
+
+
+def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> np.ndarray:
+    """Tile ``[N, C, H, W]`` images in [-1, 1] into one uint8 ``[H', W', C]`` array, ``nrow``
+    images per row (default: a near-square grid), with a black border of ``padding`` pixels."""
+    if images.ndim != 4:
+        raise ValueError(f"expected images [N, C, H, W], got shape {tuple(images.shape)}")
+    n, c, h, w = images.shape
+    nrow = nrow or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / nrow)
+    tiles = to_uint8(images)
+    grid = np.zeros((rows * (h + padding) + padding, nrow * (w + padding) + padding, c), np.uint8)
+    for i in range(n):
+        r, col = divmod(i, nrow)
+        y, x = padding + r * (h + padding), padding + col * (w + padding)
+        grid[y : y + h, x : x + w] = tiles[i]
+    return grid
+
+
+def save_image(array: np.ndarray, path: str | Path, *, scale: int = 1) -> Path:
+    """Write a uint8 ``[H, W, C]`` array as PNG atomically; ``scale`` enlarges without blur."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    img.save(tmp, format=_format(path))
+    os.replace(tmp, path)
+    return path
+
+
+def save_grid(
+    images: torch.Tensor, path: str | Path, nrow: int | None = None, *, scale: int | None = None
+) -> Path:
+    """Save ``[N, C, H, W]`` images in [-1, 1] as one grid image; small images are enlarged
+    (nearest) so a 28px grid is readable."""
+    grid = make_grid(images, nrow=nrow)
+    if scale is None:
+        scale = max(1, 64 // images.shape[-1])
+    return save_image(grid, path, scale=scale)
+
+
+def _format(path: Path) -> str:
+    ext = path.suffix.lower()
+    return {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP"}.get(
+        ext, "PNG"
+    )

@@ -1,0 +1,15 @@
+"""GAN families, one per module; importing this package registers them all."""
+
+from __future__ import annotations
+
+from ..registry import MODELS
+from . import cgan, dcgan, gan  # noqa: F401  (registration side effect)
+from .base import GANModel, OptimSpec, Phase
+
+
+def get_family(name: str) -> type[GANModel]:
+    """The registered family class for ``name`` (a one-line error names the closest ones)."""
+    return MODELS.get(name)
+
+
+__all__ = ["GANModel", "OptimSpec", "Phase", "get_family"]

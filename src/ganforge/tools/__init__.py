@@ -1,0 +1,1 @@
+"""Tools that work on built or trained models (summaries, latent operations, export)."""
