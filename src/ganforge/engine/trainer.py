@@ -62,9 +62,17 @@ class BatchStream:
     epoch, the global batch split across processes.  Resuming needs only the count k."""
 
     def __init__(
-        self, data: ImageDataset, batch_size: int, seed: int, device: torch.device
+        self,
+        data: ImageDataset,
+        batch_size: int,
+        seed: int,
+        device: torch.device,
+        *,
+        rank: int | None = None,
+        world: int | None = None,
     ) -> None:
-        rank, world = dist.world()
+        if rank is None or world is None:
+            rank, world = dist.world()
         if batch_size % world:
             raise UserError(
                 f"train.batch_size={batch_size} does not split over {world} processes; "
@@ -256,6 +264,10 @@ class Trainer:
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         rngs = dist.gather_objects(rng)
+        # One number per process: equal sums show the replicas stayed in sync.
+        param_sums = dist.gather_objects(
+            float(sum(p.detach().double().sum() for p in self.model.parameters()))
+        )
         if not self.main:
             return
         state = {
@@ -273,6 +285,8 @@ class Trainer:
             "data_spec": self.data.spec.to_dict(),
             "ganforge_version": __version__,
             "losses": last_losses,
+            "world_size": self.world,
+            "rank_param_sums": param_sums,
         }
         save_checkpoint(
             self.run_dir,
