@@ -70,6 +70,7 @@ class BatchStream:
         *,
         rank: int | None = None,
         world: int | None = None,
+        channels_last: bool = False,
     ) -> None:
         if rank is None or world is None:
             rank, world = dist.world()
@@ -86,6 +87,7 @@ class BatchStream:
         self.data, self.batch, self.seed, self.device = data, batch_size, seed, device
         self.local = batch_size // world
         self.rank = rank
+        self.layout = torch.channels_last if channels_last else torch.contiguous_format
         self.per_epoch = len(data) // batch_size
         self._epoch = -1
         self._perm = torch.empty(0, dtype=torch.long)
@@ -98,7 +100,12 @@ class BatchStream:
             self._epoch = epoch
         start = i * self.batch + self.rank * self.local
         batch = self.data.batch(self._perm[start : start + self.local])
-        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        return {
+            k: v.to(self.device, non_blocking=True).contiguous(
+                memory_format=self.layout if v.ndim == 4 else torch.contiguous_format
+            )
+            for k, v in batch.items()
+        }
 
 
 class Trainer:
@@ -135,6 +142,8 @@ class Trainer:
         torch.manual_seed(t.seed)  # same initial weights on every process
         family = get_family(cfg.model)
         self.model: GANModel = family(cfg.family, self.data.spec).to(self.device)
+        if t.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         dist.broadcast_module(self.model)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.params: dict[str, list[torch.nn.Parameter]] = {}
@@ -148,7 +157,9 @@ class Trainer:
         }
         self.trainable = sorted({id(p) for ps in self.params.values() for p in ps})
         self.phases: list[Phase] = self.model.phases()
-        self.stream = BatchStream(self.data, t.batch_size, t.seed, self.device)
+        self.stream = BatchStream(
+            self.data, t.batch_size, t.seed, self.device, channels_last=t.channels_last
+        )
         # each process draws its own noise and dropout masks
         torch.manual_seed(t.seed + 1 + self.rank)
         self.step = 0
