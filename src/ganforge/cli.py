@@ -34,6 +34,17 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
+def _add_set_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any setting, e.g. --set lr_g=1e-4 --set train.log_every=10 (repeatable)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ganforge",
@@ -56,14 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("summary", help="layer table of a model's G and D (like Keras' summary)")
     p.add_argument("model", help="model family, e.g. dcgan (see 'ganforge list')")
     p.add_argument("--preset", help="named preset of the family (default: its default preset)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a setting, e.g. --set z_dim=64 (repeatable)",
-    )
+    _add_set_option(p)
     p.add_argument(
         "--channels",
         type=int,
@@ -97,14 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder (default: runs/MODEL-DATASET, never overwritten)")
     p.add_argument("--seed", type=_int, help="random seed (default: 0)")
     p.add_argument("--config", help="YAML file of settings (the same keys as config.yaml)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override any setting, e.g. --set lr_g=1e-4 --set train.log_every=10",
-    )
+    _add_set_option(p)
     p.add_argument(
         "--resume",
         action="store_true",
