@@ -29,6 +29,8 @@ def init_from_env(device: torch.device) -> None:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
         return
     backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL uses the current device for its communicators
     dist.init_process_group(backend=backend)
 
 

@@ -62,9 +62,12 @@ class Reshape(nn.Module):
 
 
 def init_normal(module: nn.Module, std: float = 0.02) -> None:
-    """DCGAN initialisation (Radford et al. 2015): conv/linear N(0, 0.02), BN scale N(1, 0.02)."""
+    """DCGAN initialisation (Radford et al. 2015): conv/linear N(0, 0.02), BN scale N(1, 0.02).
+
+    Embeddings keep PyTorch's N(0, 1): a label embedding that multiplies z must not shrink it,
+    or G's input loses almost all of its variation and G collapses to one image."""
     for m in module.modules():
-        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear | nn.Embedding):
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
             nn.init.normal_(m.weight, 0.0, std)
             if getattr(m, "bias", None) is not None:
                 nn.init.zeros_(m.bias)
