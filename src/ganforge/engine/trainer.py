@@ -155,7 +155,6 @@ class Trainer:
             name: torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
             for name in self.optimizers
         }
-        self.trainable = sorted({id(p) for ps in self.params.values() for p in ps})
         self.phases: list[Phase] = self.model.phases()
         self.stream = BatchStream(
             self.data, t.batch_size, t.seed, self.device, channels_last=t.channels_last
