@@ -91,12 +91,29 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    """Periodic evaluation during training (0 = off)."""
+    """Periodic evaluation during training, with the same code as `ganforge eval` (0 = off)."""
 
-    every: int = 0
+    every: int = 0  # steps between evaluations; 0 disables them
+    metrics: str = "fid"  # comma-separated, as for ganforge eval --metrics
+    n: int = 5000  # generated images per evaluation (and real ones at most)
+    split: str = "test"
+    best: str = "fid"  # keep checkpoints/best by this figure ("" keeps none)
 
     def validate(self) -> None:
         check(self.every >= 0, "eval.every", self.every, "use 0 (off) or a positive interval")
+        if self.every:
+            from .metrics.evaluate import parse_metrics, produced_by
+
+            names = parse_metrics(self.metrics)
+            check(self.n >= 2, "eval.n", self.n, "use at least 2 images")
+            check(self.split in ("train", "test"), "eval.split", self.split, "use test or train")
+            produced = produced_by(names)
+            check(
+                not self.best or self.best in produced,
+                "eval.best",
+                self.best,
+                f"pick a figure the metrics produce ({', '.join(produced)}) or '' for none",
+            )
 
 
 @dataclass

@@ -64,11 +64,15 @@ def save_checkpoint(
     meta: dict[str, Any],
     *,
     keep: int,
+    name: str | None = None,
 ) -> Path:
-    """Write checkpoint ``step`` atomically, then prune to the newest ``keep`` good ones."""
+    """Write checkpoint ``step`` atomically, then prune to the newest ``keep`` good ones.
+
+    ``name`` (e.g. "best") writes a named checkpoint instead, replacing the previous one of
+    that name; named checkpoints are never pruned."""
     root = Path(run_dir) / CHECKPOINT_DIR
     root.mkdir(parents=True, exist_ok=True)
-    final = root / checkpoint_name(step)
+    final = root / (name or checkpoint_name(step))
     tmp = root / f".{final.name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -78,6 +82,12 @@ def save_checkpoint(
     save_file(plain, str(tmp / "model.safetensors"))
     torch.save(state, tmp / "state.pt")
     (tmp / "meta.json").write_text(json.dumps({**meta, "step": step}, indent=2) + "\n")
+    if final.exists() and name:
+        old = root / f".{final.name}.old-{os.getpid()}"
+        final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old)
+        return final
     if final.exists():
         # A damaged checkpoint of the same step (we resumed from an earlier one): keep it aside,
         # never delete what we did not write in this run.

@@ -163,6 +163,7 @@ class Trainer:
         torch.manual_seed(t.seed + 1 + self.rank)
         self.step = 0
         self.batches_drawn = 0
+        self.best: float | None = None  # best value of cfg.eval.best so far
         if resume:
             self._restore(latest_good_checkpoint(self.run_dir, warn=self._warn))
 
@@ -194,6 +195,10 @@ class Trainer:
                     tick_step, tick_time = self.step, now
                 if self.step % t.sample_every == 0 or self.step == t.steps:
                     self._save_samples(logger)
+                e = self.cfg.eval
+                # evaluate before the step's checkpoint, so that it records the best so far
+                if e.every and (self.step % e.every == 0 or self.step == t.steps):
+                    self._evaluate(logger, last)
                 if self.step % t.checkpoint_every == 0 or self.step == t.steps:
                     self._save_checkpoint(last)
         finally:
@@ -269,15 +274,52 @@ class Trainer:
         save_image(grid, self.run_dir / "samples" / f"step-{self.step:06d}.png", scale=scale)
         logger.add_image("samples", grid, self.step)
 
-    def _save_checkpoint(self, last_losses: dict[str, float]) -> None:
+    def _evaluate(self, logger: RunLogger, last_losses: dict[str, float]) -> None:
+        """Evaluate G_ema as `ganforge eval` would; log it; keep checkpoints/best."""
+        from ..metrics.evaluate import LOWER_IS_BETTER, evaluate
+
+        if not self.main:
+            return
+        e, d = self.cfg.eval, self.cfg.data
+        report = evaluate(
+            generator=self.model,
+            dataset=d.name,
+            data_dir=d.dir,
+            metrics=e.metrics,
+            n=e.n,
+            split=e.split,
+            seed=self.cfg.train.seed,
+            warn=self._warn,
+        )
+        figures = report["metrics"]
+        logger.log(self.step, {f"eval/{k}": v for k, v in figures.items()})
+        if not e.best or e.best not in figures:
+            return
+        value = figures[e.best]
+        better = self.best is None or (
+            value < self.best if e.best in LOWER_IS_BETTER else value > self.best
+        )
+        if better:
+            self.best = value
+            self._save_checkpoint(last_losses, name="best", metrics=figures)
+
+    def _save_checkpoint(
+        self,
+        last_losses: dict[str, float],
+        *,
+        name: str | None = None,
+        metrics: dict[str, float] | None = None,
+    ) -> None:
         rng = {"torch": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        rngs = dist.gather_objects(rng)
-        # One number per process: equal sums show the replicas stayed in sync.
-        param_sums = dist.gather_objects(
-            float(sum(p.detach().double().sum() for p in self.model.parameters()))
-        )
+        params = float(sum(p.detach().double().sum() for p in self.model.parameters()))
+        if name:  # written by rank 0 alone (after an evaluation); never resumed from
+            rngs, param_sums = [rng], [params]
+        else:
+            rngs = dist.gather_objects(rng)
+            # One number per process: equal sums show the replicas stayed in sync.
+            param_sums = dist.gather_objects(params)
         if not self.main:
             return
         state = {
@@ -287,6 +329,7 @@ class Trainer:
             "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
             "scalers": {k: s.state_dict() for k, s in self.scalers.items()},
             "rng": rngs,
+            "best_metric": self.best,
         }
         meta = {
             "family": self.cfg.model,
@@ -297,6 +340,7 @@ class Trainer:
             "losses": last_losses,
             "world_size": self.world,
             "rank_param_sums": param_sums,
+            "metrics": metrics or {},
         }
         save_checkpoint(
             self.run_dir,
@@ -305,6 +349,7 @@ class Trainer:
             state,
             meta,
             keep=self.cfg.train.keep_checkpoints,
+            name=name,
         )
 
     # ----- resume -----------------------------------------------------------------------------
@@ -318,6 +363,7 @@ class Trainer:
                 scaler.load_state_dict(state["scalers"][name])
         self.step = int(state["step"])
         self.batches_drawn = int(state["batches_drawn"])
+        self.best = state.get("best_metric")
         saved_world = int(state.get("world_size", 1))
         if saved_world == self.world:
             rng = state["rng"][self.rank]

@@ -1,0 +1,375 @@
+"""Evaluation: one pass of feature extraction per image set, then every requested metric.
+
+A report always says how it was measured: the feature network and its hash, the number of
+generated and real images, the real split, and beside the scores the real-vs-real figures (the
+training split against the evaluation split at the same count), because FID's bias grows as the
+sample shrinks and a number without its floor cannot be read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data import DataSpec, ImageDataset, load_dataset
+from ..errors import UserError, did_you_mean
+from . import stats
+from .domain import DomainClassifier, DomainSettings, accuracy, build_domain_network, cache_dir
+from .domain import train_classifier as train_domain_classifier
+
+METRICS = {
+    "fid": "Frechet distance between feature Gaussians (lower is better)",
+    "kid": "kernel inception distance, unbiased cubic-kernel MMD^2 (lower is better)",
+    "is": "Inception Score of the classifier's predictions (higher is better)",
+    "pr": "improved precision and recall, k=3 (higher is better)",
+    "dc": "density and coverage, k=5 (higher is better)",
+    "cas": "classification accuracy score: trained on generated, tested on real (conditional)",
+    "ifid": "intra-class FID: mean FID over classes (conditional)",
+}
+CONDITIONAL_ONLY = ("cas", "ifid")
+#: The figures each metric produces; the direction in which they improve.
+FIGURES = {
+    "fid": ("fid",),
+    "kid": ("kid",),
+    "is": ("is",),
+    "pr": ("precision", "recall"),
+    "dc": ("density", "coverage"),
+    "cas": ("cas",),
+    "ifid": ("ifid",),
+}
+LOWER_IS_BETTER = {"fid", "kid", "ifid"}
+
+
+def produced_by(names: list[str]) -> list[str]:
+    """Figure names (as in a report's ``metrics``) that these metrics produce."""
+    return [figure for name in names for figure in FIGURES[name]]
+
+
+def parse_metrics(text: str | list[str]) -> list[str]:
+    names = [m.strip().lower() for m in (text.split(",") if isinstance(text, str) else text)]
+    names = [m for m in names if m]
+    for name in names:
+        if name not in METRICS:
+            raise UserError(f"unknown metric {name!r}{did_you_mean(name, METRICS)}")
+    if not names:
+        raise UserError(f"no metrics asked for; use some of {', '.join(METRICS)}")
+    return names
+
+
+@dataclass
+class Features:
+    """Penultimate-layer features ``[N, d]`` and class probabilities ``[N, K]`` of one set."""
+
+    features: np.ndarray
+    probs: np.ndarray
+
+
+@torch.no_grad()
+def extract(net: DomainClassifier, images: torch.Tensor, batch_size: int = 500) -> Features:
+    """Run ``net`` once over uint8 ``[N, C, R, R]`` images, keeping features and probabilities."""
+    net.eval()
+    feats, probs = [], []
+    for start in range(0, len(images), batch_size):
+        x = images[start : start + batch_size].float().div(127.5).sub(1.0)
+        f = net.features(x)
+        feats.append(f.double().numpy())
+        probs.append(torch.softmax(net.head(f).double(), dim=1).numpy())
+    return Features(np.concatenate(feats), np.concatenate(probs))
+
+
+def _subset(data: ImageDataset, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``n`` images (a seeded random subset when the split is larger)."""
+    if n >= len(data):
+        return data.images, data.labels
+    index = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
+    index = index.sort().values
+    return data.images[index], (data.labels[index] if data.labels is not None else None)
+
+
+def cached_real_features(
+    net: DomainClassifier, net_hash: str, images: torch.Tensor, options: dict[str, Any]
+) -> Features:
+    """Features of a real image set, cached by a hash of the images, the network and options."""
+    h = hashlib.sha256()
+    h.update(images.numpy().tobytes())
+    h.update(json.dumps({"net": net_hash, **options}, sort_keys=True).encode())
+    path = cache_dir() / "stats" / f"real-{h.hexdigest()[:20]}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            return Features(z["features"], z["probs"])
+    out = extract(net, images)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npz")
+    np.savez(tmp, features=out.features, probs=out.probs)
+    os.replace(tmp, path)
+    return out
+
+
+def score(
+    real: Features,
+    fake: Features,
+    metrics: list[str],
+    *,
+    seed: int = 0,
+    fake_labels: np.ndarray | None = None,
+    real_labels: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Every requested metric from already extracted features."""
+    out: dict[str, float] = {}
+    for name in metrics:
+        if name == "fid":
+            out["fid"] = stats.fid_from_features(real.features, fake.features)
+        elif name == "kid":
+            size = min(1000, len(real.features), len(fake.features))
+            mean, std = stats.kernel_inception_distance(
+                real.features, fake.features, subset_size=size, seed=seed
+            )
+            out["kid"], out["kid_std"] = mean, std
+        elif name == "is":
+            out["is"], out["is_std"] = stats.inception_score(fake.probs, splits=10)
+        elif name == "pr":
+            out["precision"], out["recall"] = stats.precision_recall(real.features, fake.features)
+        elif name == "dc":
+            out["density"], out["coverage"] = stats.density_coverage(real.features, fake.features)
+        elif name == "ifid" and fake_labels is not None and real_labels is not None:
+            per_class = []
+            for k in np.unique(real_labels):
+                r, f = real.features[real_labels == k], fake.features[fake_labels == k]
+                if len(r) > 1 and len(f) > 1:
+                    per_class.append(stats.fid_from_features(r, f))
+            out["ifid"] = float(np.mean(per_class))
+    return {k: float(v) for k, v in out.items()}
+
+
+def classification_accuracy_score(
+    fake_images: torch.Tensor,
+    fake_labels: torch.Tensor,
+    test: ImageDataset,
+    settings: DomainSettings,
+) -> float:
+    """CAS (Ravuri and Vinyals 2019): a classifier trained only on generated labeled images,
+    its accuracy on the real test split.  Same network and recipe as the domain classifier."""
+    spec = DataSpec(
+        channels=test.spec.channels,
+        resolution=fake_images.shape[-1],
+        num_classes=test.spec.num_classes,
+        class_names=test.spec.class_names,
+        name="generated",
+    )
+    generated = ImageDataset(fake_images, fake_labels.long(), spec)
+    net = train_domain_classifier(generated, settings, progress=False)
+    return accuracy(net, test)
+
+
+def evaluate(
+    *,
+    run_dir: str | Path | None = None,
+    generator: Any = None,
+    real: str | Path | None = None,
+    fake: str | Path | None = None,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    metrics: str | list[str] = "fid,kid,pr",
+    n: int = 10_000,
+    split: str = "test",
+    features: str = "domain",
+    seed: int = 0,
+    out: str | Path | None = None,
+    warn=None,
+) -> dict[str, Any]:
+    """Evaluate a run (or any image sets) and return the report; ``out`` writes it as JSON
+    (default for a run: ``RUN/eval.json``).
+
+    The generated side is, in this order: ``generator`` (anything with ``generate``, ``spec``
+    and ``conditional``: a model in training, or `ganforge.load`'s result), the newest good
+    checkpoint of ``run_dir``, or the images in ``fake``."""
+    warn = warn or (lambda m: print(m, file=sys.stderr))
+    names = parse_metrics(metrics)
+    if features != "domain":
+        raise UserError(
+            f"unknown feature network {features!r}; use --features domain (works offline)"
+        )
+    if n < 2:
+        raise UserError(f"--n {n} is too small; use at least 2 (10,000 is the usual count)")
+    if split not in ("train", "test"):
+        raise UserError(f"--split {split!r}: use test (default) or train")
+
+    model, fake_source = generator, "the model in training"
+    if model is None and run_dir is not None:
+        from ..api import load
+
+        model = load(run_dir)
+        dataset = dataset or model.config.data.name
+        data_dir = data_dir or model.config.data.dir
+        fake_source = f"{model.path} (step {model.step})"
+    elif model is None and fake is None:
+        raise UserError("nothing to evaluate: give a run folder, or --fake DIR|FILE.npz")
+    if dataset is None:
+        raise UserError(
+            "--dataset names the labeled data set the domain features are trained "
+            "on (e.g. --dataset fmnist); add it"
+        )
+    net, record = build_domain_network(dataset, data_dir=data_dir)
+    res = model.spec.resolution if model is not None else net.resolution
+    ch = model.spec.channels if model is not None else net.channels
+
+    # ----- the generated side
+    fake_labels = None
+    if model is None:
+        from .sources import load_images
+
+        fake_images = load_images(fake, res, ch, warn=warn)
+        fake_source = str(fake)
+    else:
+        fake_images, fake_labels = _generate(model, n, seed)
+    # ----- the real side
+    if real is not None:
+        from .sources import load_images
+
+        real_images, real_labels = load_images(real, res, ch, warn=warn), None
+        real_source = str(real)
+    else:
+        split_data = load_dataset(
+            dataset, split=split, resolution=res, channels=ch, data_dir=data_dir
+        )
+        if n > len(split_data):
+            warn(
+                f"note: --n {n} is more than the {len(split_data):,} images of the {split} "
+                f"split; using all {len(split_data):,} real images"
+            )
+        real_images, real_labels = _subset(split_data, n, seed)
+        real_source = f"{dataset} {split} split"
+    real_feats = cached_real_features(
+        net, record["hash"], real_images, {"source": real_source, "res": res}
+    )
+
+    fake_feats = extract(net, fake_images)
+
+    conditional = fake_labels is not None
+    wanted = [m for m in names if conditional or m not in CONDITIONAL_ONLY]
+    for m in names:
+        if m not in wanted:
+            warn(f"note: {m} needs a class-conditional model; skipped")
+    scores = score(
+        real_feats,
+        fake_feats,
+        wanted,
+        seed=seed,
+        fake_labels=None if fake_labels is None else fake_labels.numpy(),
+        real_labels=None if real_labels is None else real_labels.numpy(),
+    )
+    if conditional:
+        predicted = fake_feats.probs.argmax(1)
+        scores["label_agreement"] = float((predicted == fake_labels.numpy()).mean())
+        if "cas" in wanted:
+            test = load_dataset(
+                dataset, split="test", resolution=res, channels=ch, data_dir=data_dir
+            )
+            scores["cas"] = classification_accuracy_score(
+                fake_images, fake_labels, test, DomainSettings()
+            )
+
+    baseline = _real_vs_real(
+        net,
+        record,
+        dataset,
+        data_dir,
+        res,
+        ch,
+        split,
+        len(real_images),
+        [m for m in wanted if m in ("fid", "kid", "is", "pr", "dc")],
+        seed,
+    )
+    report = {
+        "features": {
+            "name": "domain",
+            "hash": record["hash"],
+            "dataset": record["dataset"],
+            "test_accuracy": record["test_accuracy"],
+            "dim": int(net.head[1].in_features),
+        },
+        "generated": {"source": fake_source, "n": int(len(fake_images))},
+        "real": {"source": real_source, "n": int(len(real_images))},
+        "metrics": scores,
+        "real_vs_real": baseline,
+    }
+    target = Path(out) if out else (Path(run_dir) / "eval.json" if run_dir else None)
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(report, indent=2) + "\n")
+        report["written_to"] = str(target)
+    return report
+
+
+def _generate(model, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``n`` uint8 images from the run's EMA generator (classes cycled if conditional)."""
+    chunks, labels = [], []
+    for i, start in enumerate(range(0, n, 500)):
+        m = min(500, n - start)
+        y = (torch.arange(start, start + m) % model.spec.num_classes) if model.conditional else None
+        images = model.generate(m, labels=y, seed=seed * 100_003 + i)
+        chunks.append(((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu())
+        if y is not None:
+            labels.append(y)
+    return torch.cat(chunks), (torch.cat(labels) if labels else None)
+
+
+def _real_vs_real(net, record, dataset, data_dir, res, ch, split, n, metrics, seed):
+    """The same metrics between the training split and the evaluation split at count ``n``:
+    the best a perfect generator could score with this many samples."""
+    other = "train" if split == "test" else "test"
+    a = load_dataset(dataset, split=other, resolution=res, channels=ch, data_dir=data_dir)
+    b = load_dataset(dataset, split=split, resolution=res, channels=ch, data_dir=data_dir)
+    count = min(n, len(a), len(b))
+    fa = cached_real_features(
+        net,
+        record["hash"],
+        _subset(a, count, seed + 1)[0],
+        {"source": f"{dataset} {other} split", "res": res},
+    )
+    fb = cached_real_features(
+        net,
+        record["hash"],
+        _subset(b, count, seed)[0],
+        {"source": f"{dataset} {split} split", "res": res},
+    )
+    return {
+        "splits": f"{other} vs {split}",
+        "n": count,
+        "metrics": score(fb, fa, metrics, seed=seed),
+    }
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A small table: metric, value, and the real-vs-real floor beside it."""
+    f, g, r = report["features"], report["generated"], report["real"]
+    base = report["real_vs_real"]["metrics"]
+    lines = [
+        f"features: domain ({f['dataset']}, {f['dim']}-d, hash {f['hash']}, "
+        f"test accuracy {f['test_accuracy']:.2%})",
+        f"generated: {g['n']:,} images from {g['source']}",
+        f"real: {r['n']:,} images, {r['source']}",
+        "",
+        f"{'metric':<16}{'value':>18}{'real vs real':>16}",
+    ]
+    for key, value in report["metrics"].items():
+        if key.endswith("_std"):
+            continue
+        std = report["metrics"].get(f"{key}_std")
+        shown = f"{value:.4f}" if std is None else f"{value:.4f}±{std:.4f}"
+        floor = f"{base[key]:.4f}" if key in base else ""
+        lines.append(f"{key:<16}{shown:>18}{floor:>16}")
+    lines.append(
+        f"(real vs real: {report['real_vs_real']['splits']} splits, "
+        f"{report['real_vs_real']['n']:,} images each)"
+    )
+    return "\n".join(lines)
