@@ -27,8 +27,11 @@ def ganforge_imports(path: Path) -> set[str]:
                 continue
             found.add(mod)
         elif isinstance(node, ast.Import):
-            found |= {a.name.removeprefix("ganforge").lstrip(".") for a in node.names
-                      if a.name.startswith("ganforge")}
+            found |= {
+                a.name.removeprefix("ganforge").lstrip(".")
+                for a in node.names
+                if a.name.startswith("ganforge")
+            }
     return found
 
 
@@ -51,8 +54,11 @@ def test_models_never_import_the_engine_or_cli(path):
 @pytest.mark.parametrize("path", files("engine"), ids=lambda p: p.name)
 def test_engine_knows_models_only_through_the_interface(path):
     family_modules = {p.stem for p in files("models")} - {"__init__", "base"}
-    bad = {m for m in ganforge_imports(path)
-           if m.startswith("models.") and m.split(".")[1] in family_modules}
+    bad = {
+        m
+        for m in ganforge_imports(path)
+        if m.startswith("models.") and m.split(".")[1] in family_modules
+    }
     assert not bad, bad
 
 

@@ -48,12 +48,13 @@ def test_torchrun_two_processes_train_in_sync(tmp_path):
         "train.tensorboard=false",
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("# run") == 1, "only rank 0 writes the summary"
+    why = f"exit {done.returncode}\nstdout:\n{done.stdout[-2000:]}\nstderr:\n{done.stderr[-4000:]}"
+    assert done.returncode == 0, why
+    assert done.stdout.count("# run") == 1, "only rank 0 writes the summary\n" + why
     meta = json.loads((out / "checkpoints/step-000004/meta.json").read_text())
     assert meta["world_size"] == 2
     sums = meta["rank_param_sums"]
-    assert len(sums) == 2 and sums[0] == sums[1]  # bitwise-equal replicas
+    assert len(sums) == 2 and sums[0] == sums[1], sums  # bitwise-equal replicas
     assert len((out / "metrics.jsonl").read_text().splitlines()) >= 1
     assert not list(out.glob("**/*.tmp-*"))
     weights = load_file(str(out / "checkpoints/step-000004/model.safetensors"))

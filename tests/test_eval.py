@@ -195,3 +195,40 @@ def test_training_evaluates_logs_and_keeps_the_best_checkpoint(tmp_path):
 def test_eval_settings_are_checked_before_training(capsys):
     assert main(["train", "dcgan", "--set", "eval.every=10", "--set", "eval.best=recall"]) == 2
     assert "eval.best" in capsys.readouterr().err
+
+
+def test_inception_features_end_to_end_with_a_weights_file(tmp_path, monkeypatch):
+    """`--features inception` with a (random-weight) file of the published layout: the report
+    names the network and the file's hash; a set against itself has FID 0."""
+    from ganforge.metrics import inception
+
+    torch.manual_seed(0)
+    weights = tmp_path / "inception.pth"
+    torch.save(inception.FIDInceptionV3().state_dict(), weights)
+    monkeypatch.setattr(inception, "KNOWN_WEIGHTS", {inception.file_sha256(weights): "test"})
+    test = load_dataset("digits", split="test")
+    np.savez(tmp_path / "a.npz", images=test.images[:6].numpy())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # Inception at 299px: one thread is faster on a shared 2-core box
+    try:
+        report = evaluate(
+            real=tmp_path / "a.npz",
+            fake=tmp_path / "a.npz",
+            metrics="fid,pr",
+            features="inception",
+            inception_weights=weights,
+        )
+    finally:
+        torch.set_num_threads(threads)
+    assert report["features"]["name"] == "inception" and report["features"]["dim"] == 2048
+    assert report["features"]["hash"] == inception.file_sha256(weights)[:16]
+    assert abs(report["metrics"]["fid"]) < 1e-6 and report["metrics"]["precision"] == 1.0
+    assert report["real_vs_real"] is None  # no data set named: no floor to compare with
+
+
+def test_inception_without_weights_says_how_to_get_them(capsys, monkeypatch):
+    monkeypatch.delenv("GANFORGE_INCEPTION_WEIGHTS", raising=False)
+    assert main(["eval", "--fake", "x.npz", "--features", "inception"]) == 2
+    err = capsys.readouterr().err
+    assert "pt_inception-2015-12-05-6726825d.pth" in err and "--features domain" in err
+    assert err.count("\n") == 1

@@ -151,7 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--features",
         default="domain",
-        help="feature network: domain (trained on the data set; works offline)",
+        help="feature network: domain (trained on the data set; works offline) or inception "
+        "(the standard FID Inception-v3; needs --inception-weights)",
+    )
+    p.add_argument(
+        "--inception-weights",
+        help="the FID Inception weights file pt_inception-2015-12-05-6726825d.pth "
+        "(or set GANFORGE_INCEPTION_WEIGHTS)",
     )
     p.add_argument("--split", default="test", help="real split to compare with (default: test)")
     p.add_argument("--real", help="real images instead of the data set: a folder or .npz")
@@ -186,6 +192,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         n=args.n,
         split=args.split,
         features=args.features,
+        inception_weights=args.inception_weights,
         seed=args.seed,
         out=args.out,
     )

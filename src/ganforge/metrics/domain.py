@@ -25,7 +25,7 @@ from torch import nn
 from ..data import ImageDataset, load_dataset
 from ..errors import UserError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class DomainSettings:
 
     width: int = 32  # channels of the first block; the second has twice as many
     features: int = 128  # size of the penultimate layer (the feature vector)
-    epochs: int = 6
+    epochs: int = 10
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 5e-4
@@ -137,6 +137,7 @@ def train_classifier(
     torch.manual_seed(settings.seed)
     spec = train.spec
     net = DomainClassifier(spec.channels, spec.resolution, spec.num_classes, settings)
+    net.to(memory_format=torch.channels_last)  # ~20% faster convolutions on CPU; same function
     steps_per_epoch = len(train) // settings.batch_size
     opt = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(
@@ -160,6 +161,7 @@ def train_classifier(
         for i in range(steps_per_epoch):
             batch = train.batch(order[i * settings.batch_size : (i + 1) * settings.batch_size])
             images = _shift(batch["image"], settings.max_shift, gen)
+            images = images.contiguous(memory_format=torch.channels_last)
             loss = F.cross_entropy(net(images), batch["label"])
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -181,6 +181,7 @@ def evaluate(
     n: int = 10_000,
     split: str = "test",
     features: str = "domain",
+    inception_weights: str | Path | None = None,
     seed: int = 0,
     out: str | Path | None = None,
     warn=None,
@@ -190,18 +191,14 @@ def evaluate(
 
     The generated side is, in this order: ``generator`` (anything with ``generate``, ``spec``
     and ``conditional``: a model in training, or `ganforge.load`'s result), the newest good
-    checkpoint of ``run_dir``, or the images in ``fake``."""
+    checkpoint of ``run_dir``, or the images in ``fake``.  The real side is ``real`` (a folder
+    or .npz) or ``n`` images of the data set's ``split``."""
     warn = warn or (lambda m: print(m, file=sys.stderr))
     names = parse_metrics(metrics)
-    if features != "domain":
-        raise UserError(
-            f"unknown feature network {features!r}; use --features domain (works offline)"
-        )
     if n < 2:
         raise UserError(f"--n {n} is too small; use at least 2 (10,000 is the usual count)")
     if split not in ("train", "test"):
         raise UserError(f"--split {split!r}: use test (default) or train")
-
     model, fake_source = generator, "the model in training"
     if model is None and run_dir is not None:
         from ..api import load
@@ -212,52 +209,27 @@ def evaluate(
         fake_source = f"{model.path} (step {model.step})"
     elif model is None and fake is None:
         raise UserError("nothing to evaluate: give a run folder, or --fake DIR|FILE.npz")
-    if dataset is None:
-        raise UserError(
-            "--dataset names the labeled data set the domain features are trained "
-            "on (e.g. --dataset fmnist); add it"
-        )
-    net, record = build_domain_network(dataset, data_dir=data_dir)
-    res = model.spec.resolution if model is not None else net.resolution
-    ch = model.spec.channels if model is not None else net.channels
+    net, record, res, ch = _feature_network(features, dataset, data_dir, model, inception_weights)
 
-    # ----- the generated side
     fake_labels = None
     if model is None:
         from .sources import load_images
 
-        fake_images = load_images(fake, res, ch, warn=warn)
-        fake_source = str(fake)
+        fake_images, fake_source = load_images(fake, res, ch, warn=warn), str(fake)
     else:
         fake_images, fake_labels = _generate(model, n, seed)
-    # ----- the real side
-    if real is not None:
-        from .sources import load_images
-
-        real_images, real_labels = load_images(real, res, ch, warn=warn), None
-        real_source = str(real)
-    else:
-        split_data = load_dataset(
-            dataset, split=split, resolution=res, channels=ch, data_dir=data_dir
-        )
-        if n > len(split_data):
-            warn(
-                f"note: --n {n} is more than the {len(split_data):,} images of the {split} "
-                f"split; using all {len(split_data):,} real images"
-            )
-        real_images, real_labels = _subset(split_data, n, seed)
-        real_source = f"{dataset} {split} split"
+    real_images, real_labels, real_source = _real_images(
+        real, dataset, data_dir, split, n, res, ch, seed, warn
+    )
     real_feats = cached_real_features(
         net, record["hash"], real_images, {"source": real_source, "res": res}
     )
-
     fake_feats = extract(net, fake_images)
 
-    conditional = fake_labels is not None
+    conditional = fake_labels is not None and dataset is not None
     wanted = [m for m in names if conditional or m not in CONDITIONAL_ONLY]
-    for m in names:
-        if m not in wanted:
-            warn(f"note: {m} needs a class-conditional model; skipped")
+    for m in sorted(set(names) - set(wanted)):
+        warn(f"note: {m} needs a class-conditional model and its data set; skipped")
     scores = score(
         real_feats,
         fake_feats,
@@ -266,36 +238,27 @@ def evaluate(
         fake_labels=None if fake_labels is None else fake_labels.numpy(),
         real_labels=None if real_labels is None else real_labels.numpy(),
     )
-    if conditional:
-        predicted = fake_feats.probs.argmax(1)
-        scores["label_agreement"] = float((predicted == fake_labels.numpy()).mean())
-        if "cas" in wanted:
-            test = load_dataset(
-                dataset, split="test", resolution=res, channels=ch, data_dir=data_dir
-            )
-            scores["cas"] = classification_accuracy_score(
-                fake_images, fake_labels, test, DomainSettings()
-            )
-
-    baseline = _real_vs_real(
-        net,
-        record,
-        dataset,
-        data_dir,
-        res,
-        ch,
-        split,
-        len(real_images),
-        [m for m in wanted if m in ("fid", "kid", "is", "pr", "dc")],
-        seed,
-    )
+    if conditional and features == "domain":
+        agree = fake_feats.probs.argmax(1) == fake_labels.numpy()
+        scores["label_agreement"] = float(agree.mean())
+    if conditional and "cas" in wanted:
+        test = load_dataset(dataset, split="test", resolution=res, channels=ch, data_dir=data_dir)
+        scores["cas"] = classification_accuracy_score(
+            fake_images, fake_labels, test, DomainSettings()
+        )
+    baseline = None
+    if dataset is not None:
+        floor_metrics = [m for m in wanted if m in ("fid", "kid", "is", "pr", "dc")]
+        baseline = _real_vs_real(
+            net, record, dataset, data_dir, res, ch, split, len(real_images), floor_metrics, seed
+        )
     report = {
         "features": {
-            "name": "domain",
+            "name": features,
             "hash": record["hash"],
             "dataset": record["dataset"],
             "test_accuracy": record["test_accuracy"],
-            "dim": int(net.head[1].in_features),
+            "dim": int(fake_feats.features.shape[1]),
         },
         "generated": {"source": fake_source, "n": int(len(fake_images))},
         "real": {"source": real_source, "n": int(len(real_images))},
@@ -308,6 +271,60 @@ def evaluate(
         target.write_text(json.dumps(report, indent=2) + "\n")
         report["written_to"] = str(target)
     return report
+
+
+def _feature_network(
+    features: str,
+    dataset: str | None,
+    data_dir: str | None,
+    model: Any,
+    inception_weights: str | Path | None,
+):
+    """(network, record with its hash, resolution, channels) for a feature-network name."""
+    if features == "inception":
+        from .inception import ENV_VAR, file_sha256, load_inception
+
+        net = load_inception(inception_weights)  # checks the file's SHA-256 first
+        path = inception_weights or os.environ[ENV_VAR]
+        record = {"hash": file_sha256(path)[:16], "dataset": None, "test_accuracy": None}
+        if model is not None:
+            return net, record, model.spec.resolution, model.spec.channels
+        if dataset is not None:
+            spec = load_dataset(dataset, split="test", data_dir=data_dir).spec
+            return net, record, spec.resolution, spec.channels
+        return net, record, 299, 3
+    if features != "domain":
+        raise UserError(
+            f"unknown feature network {features!r}; use domain (trained on the "
+            "data set, works offline) or inception (the standard FID network)"
+        )
+    if dataset is None:
+        raise UserError(
+            "--dataset names the labeled data set the domain features are trained "
+            "on (e.g. --dataset fmnist); add it, or use --features inception"
+        )
+    net, record = build_domain_network(dataset, data_dir=data_dir)
+    if model is not None:
+        return net, record, model.spec.resolution, model.spec.channels
+    return net, record, net.resolution, net.channels
+
+
+def _real_images(real, dataset, data_dir, split, n, res, ch, seed, warn):
+    """(uint8 images, labels or None, description) of the real side."""
+    if real is not None:
+        from .sources import load_images
+
+        return load_images(real, res, ch, warn=warn), None, str(real)
+    if dataset is None:
+        raise UserError("no real images: give --real DIR|FILE.npz or --dataset NAME")
+    data = load_dataset(dataset, split=split, resolution=res, channels=ch, data_dir=data_dir)
+    if n > len(data):
+        warn(
+            f"note: --n {n} is more than the {len(data):,} images of the {split} split; "
+            f"using all {len(data):,} real images"
+        )
+    images, labels = _subset(data, n, seed)
+    return images, labels, f"{dataset} {split} split"
 
 
 def _generate(model, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -352,10 +369,17 @@ def _real_vs_real(net, record, dataset, data_dir, res, ch, split, n, metrics, se
 def format_report(report: dict[str, Any]) -> str:
     """A small table: metric, value, and the real-vs-real floor beside it."""
     f, g, r = report["features"], report["generated"], report["real"]
-    base = report["real_vs_real"]["metrics"]
+    floor = report["real_vs_real"]
+    base = floor["metrics"] if floor else {}
+    if f["name"] == "domain":
+        network = (
+            f"domain ({f['dataset']}, {f['dim']}-d, hash {f['hash']}, "
+            f"test accuracy {f['test_accuracy']:.2%})"
+        )
+    else:
+        network = f"{f['name']} ({f['dim']}-d, weights {f['hash']})"
     lines = [
-        f"features: domain ({f['dataset']}, {f['dim']}-d, hash {f['hash']}, "
-        f"test accuracy {f['test_accuracy']:.2%})",
+        f"features: {network}",
         f"generated: {g['n']:,} images from {g['source']}",
         f"real: {r['n']:,} images, {r['source']}",
         "",
@@ -366,10 +390,10 @@ def format_report(report: dict[str, Any]) -> str:
             continue
         std = report["metrics"].get(f"{key}_std")
         shown = f"{value:.4f}" if std is None else f"{value:.4f}±{std:.4f}"
-        floor = f"{base[key]:.4f}" if key in base else ""
-        lines.append(f"{key:<16}{shown:>18}{floor:>16}")
-    lines.append(
-        f"(real vs real: {report['real_vs_real']['splits']} splits, "
-        f"{report['real_vs_real']['n']:,} images each)"
-    )
+        beside = f"{base[key]:.4f}" if key in base else ""
+        lines.append(f"{key:<16}{shown:>18}{beside:>16}")
+    if floor:
+        lines.append(f"(real vs real: {floor['splits']} splits, {floor['n']:,} images each)")
+    else:
+        lines.append("(no real-vs-real figure: give --dataset to have one)")
     return "\n".join(lines)
