@@ -128,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--checkpoint", help="checkpoint folder name, e.g. step-000500 (default: newest)"
     )
+    p.add_argument(
+        "--vary",
+        metavar="CODE",
+        help="infogan: a grid varying one latent code per row (cat, cont0, cont1)",
+    )
     p.add_argument("--out", help="output PNG (default: RUN/samples/sample-seed<S>.png)")
     p.add_argument("--device", default="cpu", help="cpu (default) | cuda | auto")
     p = sub.add_parser(
@@ -283,6 +288,17 @@ def cmd_sample(args: argparse.Namespace) -> None:
     from .images import save_grid
 
     g = load(args.run, checkpoint=args.checkpoint, device=args.device)
+    if args.vary:
+        if not hasattr(g.model, "vary"):
+            raise UserError(
+                f"--vary needs a model with latent codes (infogan); "
+                f"'{args.run}' is a {g.config.model} run"
+            )
+        images = g.model.vary(args.vary, rows=max(1, args.n // 10), seed=args.seed)
+        out = Path(args.out) if args.out else Path(args.run) / "samples" / f"vary-{args.vary}.png"
+        save_grid(images, out, nrow=len(images) // max(1, args.n // 10))
+        print(f"wrote a grid varying {args.vary} from {g.path} to {out}")
+        return
     nrow = None
     if g.conditional and args.label is None:
         nrow = g.spec.num_classes

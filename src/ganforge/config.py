@@ -333,6 +333,15 @@ def build_config(
     for key, value in overrides or []:
         cfg.set(key, value)
     cfg.validate()
+    if cfg.eval.every and not family_cls.conditional:
+        from .metrics.evaluate import CONDITIONAL_ONLY, parse_metrics
+
+        asked = [m for m in parse_metrics(cfg.eval.metrics) if m in CONDITIONAL_ONLY]
+        if asked:
+            raise UserError(
+                f"eval.metrics has {', '.join(asked)}, which need a class-conditional "
+                f"model; '{model}' is unconditional (drop them, or use cgan/acgan)"
+            )
     return cfg
 
 

@@ -219,8 +219,8 @@ class Trainer:
         for phase in self.phases:
             if self.step % phase.every:
                 continue
-            for _ in range(phase.repeat):
-                if phase.new_batch or batch is None:
+            for r in range(phase.repeat):
+                if phase.new_batch or batch is None or r > 0:
                     batch = self.stream.get(self.batches_drawn)
                     self.batches_drawn += 1
                 meter.add(phase.name, self._run_phase(phase, batch, ctx))

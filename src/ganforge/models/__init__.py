@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..registry import MODELS
-from . import cgan, dcgan, gan  # noqa: F401  (registration side effect)
+from . import acgan, cgan, dcgan, gan, infogan, wgan  # noqa: F401  (registration side effect)
 from .base import GANModel, OptimSpec, Phase
 
 

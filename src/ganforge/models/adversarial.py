@@ -1,56 +1,306 @@
-"""The two-phase G/D scheme shared by the non-saturating families (gan, dcgan, cgan).
+"""The G/D scheme shared by every family with one generator and one discriminator, and the
+objective settings any of them can compose: loss, regularizers, augmentation, spectral norm.
 
-G steps first and hands its fakes to the D step of the same iteration through ``ctx``, so each
-iteration runs G forward once (as the common single-file references do), instead of twice.
+G steps first and hands its fakes to the first D step of the same iteration through ``ctx``, so
+each iteration runs G forward once (as the common single-file references do).  With
+``n_critic`` > 1 the further D steps draw fresh real batches and fakes.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from ..losses import d_nonsaturating, g_nonsaturating
+from ..config import check
+from ..errors import UserError
 from .base import Batch, GANModel, Losses, OptimSpec, Phase
 
 
-class TwoPlayerModel(GANModel):
-    """G and D with Adam and the non-saturating loss; subclasses build ``G`` and ``D``.
+@dataclass
+class RegConfig:
+    """Regularizers; 0 switches each off."""
 
-    Config fields used: ``lr_g``, ``lr_d``, ``betas``, ``label_smoothing``."""
+    gp: float = 0.0  # gradient penalty weight on interpolates (WGAN-GP: 10)
+    gp_one_sided: bool = False  # penalise only gradient norms above 1
+    r1: float = 0.0  # R1 gamma: gradient penalty on real images (StyleGAN2)
+    r2: float = 0.0  # R2 gamma: the same on generated images
+    every: int = 1  # lazy interval for R1/R2: every N steps, the loss scaled by N
+    clip: float = 0.0  # clamp D's weights to [-clip, clip] after each step (WGAN: 0.01)
+    ortho: float = 0.0  # orthogonal regularization of G's weights (BigGAN: 1e-4)
+
+
+@dataclass
+class Objective:
+    """Settings every two-player family accepts (``--set loss=hinge --set reg.r1=10``)."""
+
+    loss: str = "nonsaturating"  # nonsaturating | minimax | hinge | wasserstein | lsgan
+    reg: RegConfig = field(default_factory=RegConfig)
+    augment: str = "none"  # none | diffaugment (applied to real and fake before D)
+    augment_policy: str = "color,translation,cutout"
+    spectral_norm: bool = False  # spectral normalization of D's layers
+    n_critic: int = 1  # D steps per G step
+    optimizer: str = "adam"  # adam | rmsprop
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    label_smoothing: float = 0.0  # one-sided, for the probabilistic losses: real target 1 - this
+
+    def validate(self) -> None:
+        from ..augment import parse_policy
+        from ..losses import LOSSES, PROBABILISTIC_LOSSES
+
+        check(self.loss in LOSSES, "loss", self.loss, f"use one of {', '.join(LOSSES)}")
+        r = self.reg
+        for name in ("gp", "r1", "r2", "clip", "ortho"):
+            check(getattr(r, name) >= 0, f"reg.{name}", getattr(r, name), "use 0 (off) or more")
+        check(r.every >= 1, "reg.every", r.every, "use 1 (every step) or a longer interval")
+        check(self.n_critic >= 1, "n_critic", self.n_critic, "use 1 or more D steps per G step")
+        check(
+            self.optimizer in ("adam", "rmsprop"),
+            "optimizer",
+            self.optimizer,
+            "use adam or rmsprop",
+        )
+        check(self.lr_g > 0, "lr_g", self.lr_g, "learning rates must be positive")
+        check(self.lr_d > 0, "lr_d", self.lr_d, "learning rates must be positive")
+        check(
+            0 <= self.label_smoothing < 1,
+            "label_smoothing",
+            self.label_smoothing,
+            "use a value in [0, 1)",
+        )
+        check(
+            self.augment in ("none", "diffaugment"),
+            "augment",
+            self.augment,
+            "use none or diffaugment",
+        )
+        if self.augment != "none":
+            parse_policy(self.augment_policy)
+        if r.clip and (r.gp or r.r1 or r.r2):
+            raise UserError(
+                "reg.clip cannot be combined with a gradient penalty (reg.gp, r1 or "
+                "r2): clipping bounds the weights the penalty is meant to shape; "
+                "use one or the other"
+            )
+        if r.clip and self.spectral_norm:
+            raise UserError(
+                "reg.clip with spectral_norm: both bound D's Lipschitz constant and "
+                "clipping distorts the normalised weights; use one"
+            )
+        if self.label_smoothing and self.loss not in PROBABILISTIC_LOSSES:
+            raise UserError(
+                f"label_smoothing applies to BCE losses, not loss={self.loss}; "
+                "set label_smoothing=0"
+            )
+        if self.loss == "wasserstein" and not (r.clip or r.gp or self.spectral_norm):
+            raise UserError(
+                "loss=wasserstein needs D to be Lipschitz: add reg.clip=0.01 "
+                "(WGAN), reg.gp=10 (WGAN-GP) or spectral_norm=true"
+            )
+
+
+class TwoPlayerModel(GANModel):
+    """G and D trained with the configured objective; subclasses build ``G`` and ``D`` and then
+    call `setup_objective`."""
+
+    def setup_objective(self) -> None:
+        """Apply the layer options to the built networks (before any optimizer exists)."""
+        if self.cfg.spectral_norm:
+            from ..regularizers import add_spectral_norm
+
+            add_spectral_norm(self.D)
 
     def param_groups(self) -> dict[str, OptimSpec]:
         c = self.cfg
         return {
-            "G": OptimSpec(self.G.parameters(), lr=c.lr_g, betas=tuple(c.betas)),
-            "D": OptimSpec(self.D.parameters(), lr=c.lr_d, betas=tuple(c.betas)),
+            "G": OptimSpec(self.G.parameters(), lr=c.lr_g, kind=c.optimizer, betas=tuple(c.betas)),
+            "D": OptimSpec(self.D.parameters(), lr=c.lr_d, kind=c.optimizer, betas=tuple(c.betas)),
         }
 
     def phases(self) -> list[Phase]:
-        return [
+        r = self.cfg.reg
+        after = self._clip if r.clip else None
+        phases = [
             Phase("G", group="G", step=self.g_step),
-            Phase("D", group="D", step=self.d_step, new_batch=False),
+            Phase(
+                "D",
+                group="D",
+                step=self.d_step,
+                repeat=self.cfg.n_critic,
+                new_batch=False,
+                after=after,
+            ),
         ]
+        if (r.r1 or r.r2) and r.every > 1:  # lazy regularization as its own phase
+            phases.append(
+                Phase(
+                    "D_reg",
+                    group="D",
+                    step=self.d_reg_step,
+                    every=r.every,
+                    new_batch=False,
+                    after=after,
+                )
+            )
+        return phases
+
+    # ----- pieces (families with auxiliary heads override discriminate and aux_losses) -------
+    def discriminate(
+        self, images: torch.Tensor, labels: torch.Tensor | None
+    ) -> tuple[torch.Tensor, Any]:
+        """D's adversarial outputs ``[N]`` and any auxiliary output (None here), for images
+        ``[N, C, H, W]`` (and labels when conditional), after the configured augmentation."""
+        if self.cfg.augment == "diffaugment":
+            from ..augment import diff_augment
+
+            images = diff_augment(images, self.cfg.augment_policy)
+        return (self.D(images) if labels is None else self.D(images, labels)), None
+
+    def aux_losses(
+        self, role: str, real_aux: Any, fake_aux: Any, batch: Batch, fake_inputs: tuple[Any, ...]
+    ) -> Losses:
+        """Extra named losses of the ``role`` ("G" or "D") step, added to its total."""
+        return {}
 
     def critic(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        """D's logits ``[N]`` for images ``[N, C, H, W]`` (and labels when conditional)."""
-        return self.D(images) if labels is None else self.D(images, labels)
+        return self.discriminate(images, labels)[0]
 
-    def g_step(self, batch: Batch, ctx: dict[str, Any]) -> Losses:
+    def _clip(self) -> None:
+        from ..regularizers import clip_weights_
+
+        clip_weights_(self.D, self.cfg.reg.clip)
+
+    def _generator_inputs(self, batch: Batch) -> tuple[Any, ...]:
         labels = batch["label"] if self.conditional else None
-        fake = self.G(*self.generator_inputs(batch["image"].shape[0], labels, None))
-        ctx["fake"], ctx["fake_labels"] = fake.detach(), labels
-        return g_nonsaturating(self.critic(fake, labels))
+        return self.generator_inputs(batch["image"].shape[0], labels, None)
+
+    def _fakes(self, batch: Batch, ctx: dict[str, Any]) -> tuple[torch.Tensor, tuple[Any, ...]]:
+        """The G step's fakes (and G's inputs) for the first D step of an iteration; fresh ones
+        after it."""
+        if "fake" in ctx:
+            return ctx.pop("fake"), ctx.pop("fake_inputs")
+        inputs = self._generator_inputs(batch)
+        with torch.no_grad():
+            return self.G(*inputs), inputs
+
+    def _fake_labels(self, inputs: tuple[Any, ...]) -> torch.Tensor | None:
+        return inputs[1] if self.conditional else None
+
+    @staticmethod
+    def _add(losses: Losses, extra: Losses) -> Losses:
+        for name, value in extra.items():
+            losses[name] = value
+            losses["loss"] = losses["loss"] + value
+        return losses
+
+    # ----- phases ---------------------------------------------------------------------------
+    def g_step(self, batch: Batch, ctx: dict[str, Any]) -> Losses:
+        from ..losses import get_loss
+
+        inputs = self._generator_inputs(batch)
+        fake = self.G(*inputs)
+        ctx["fake"], ctx["fake_inputs"] = fake.detach(), inputs
+        logits, aux = self.discriminate(fake, self._fake_labels(inputs))
+        losses = dict(get_loss(self.cfg.loss)[1](logits))
+        self._add(losses, self.aux_losses("G", None, aux, batch, inputs))
+        if self.cfg.reg.ortho:
+            from ..regularizers import orthogonal_regularization
+
+            self._add(
+                losses, {"ortho": orthogonal_regularization(self.G, weight=self.cfg.reg.ortho)}
+            )
+        return losses
 
     def d_step(self, batch: Batch, ctx: dict[str, Any]) -> Losses:
+        from ..losses import d_nonsaturating, get_loss
+
+        c, r = self.cfg, self.cfg.reg
         real, labels = batch["image"], batch.get("label") if self.conditional else None
-        if "fake" in ctx:
-            fake, fake_labels = ctx.pop("fake"), ctx.pop("fake_labels")
+        fake, inputs = self._fakes(batch, ctx)
+        fake_labels = self._fake_labels(inputs)
+        eager_r1, eager_r2 = bool(r.r1 and r.every == 1), bool(r.r2 and r.every == 1)
+        if eager_r1:
+            real = real.detach().requires_grad_(True)
+        if eager_r2:
+            fake = fake.detach().requires_grad_(True)
+        real_logits, real_aux = self.discriminate(real, labels)
+        fake_logits, fake_aux = self.discriminate(fake, fake_labels)
+        if c.loss == "nonsaturating":
+            losses = d_nonsaturating(real_logits, fake_logits, real_target=1 - c.label_smoothing)
         else:
-            with torch.no_grad():
-                fake = self.G(*self.generator_inputs(real.shape[0], labels, None))
-            fake_labels = labels
-        real_target = 1.0 - self.cfg.label_smoothing
-        return d_nonsaturating(
-            self.critic(real, labels), self.critic(fake, fake_labels), real_target=real_target
+            losses = get_loss(c.loss)[0](real_logits, fake_logits)
+        losses = dict(losses)
+        self._add(losses, self.aux_losses("D", real_aux, fake_aux, batch, inputs))
+        self._add(
+            losses,
+            self._penalties(
+                real,
+                real_logits,
+                fake,
+                fake_logits,
+                labels,
+                fake_labels,
+                eager_r1,
+                eager_r2,
+                interval=1,
+            ),
         )
+        return losses
+
+    def d_reg_step(self, batch: Batch, ctx: dict[str, Any]) -> Losses:
+        """Lazy R1/R2: every ``reg.every`` steps, scaled by the interval (StyleGAN2)."""
+        r = self.cfg.reg
+        labels = batch.get("label") if self.conditional else None
+        real = batch["image"].detach().requires_grad_(bool(r.r1))
+        fake, inputs = self._fakes(batch, ctx)
+        fake_labels = self._fake_labels(inputs)
+        fake = fake.detach().requires_grad_(bool(r.r2))
+        real_logits = self.critic(real, labels) if r.r1 else None
+        fake_logits = self.critic(fake, fake_labels) if r.r2 else None
+        extra = self._penalties(
+            real,
+            real_logits,
+            fake,
+            fake_logits,
+            labels,
+            fake_labels,
+            bool(r.r1),
+            bool(r.r2),
+            interval=r.every,
+        )
+        return {"loss": sum(extra.values()), **extra}
+
+    def _penalties(
+        self,
+        real,
+        real_logits,
+        fake,
+        fake_logits,
+        labels,
+        fake_labels,
+        use_r1,
+        use_r2,
+        *,
+        interval: int,
+    ) -> Losses:
+        from ..regularizers import gradient_penalty, r1_penalty, r2_penalty
+
+        r, out = self.cfg.reg, {}
+        if use_r1:
+            out["r1"] = r1_penalty(real, real_logits, gamma=r.r1, interval=interval)["loss"]
+        if use_r2:
+            out["r2"] = r2_penalty(fake, fake_logits, gamma=r.r2, interval=interval)["loss"]
+        if r.gp and interval == 1:
+            gp = gradient_penalty(
+                self.critic if labels is not None else (lambda x: self.critic(x, None)),
+                real.detach(),
+                fake.detach(),
+                weight=r.gp,
+                one_sided=r.gp_one_sided,
+                labels=labels,
+            )
+            out["gp"] = gp["loss"]
+        return out

@@ -32,7 +32,8 @@ class Phase:
     dict shared by the phases of one iteration, so a phase may reuse what an earlier one computed
     (the fakes of the G step, for instance).  The phase runs on iterations where
     ``step_index % every == 0``, ``repeat`` times in a row (n_critic); ``new_batch`` draws a fresh
-    real batch for each call, otherwise it sees the previous one.
+    real batch for each call; otherwise the first call sees the previous phase's batch (and the
+    repeats after it draw fresh ones).
     """
 
     name: str

@@ -18,12 +18,12 @@ from ..config import check
 from ..data import DataSpec
 from ..nn import init_normal
 from ..registry import MODELS
-from .adversarial import TwoPlayerModel
-from .dcgan import book28_discriminator_body, book28_generator
+from .adversarial import Objective, TwoPlayerModel
+from .dcgan import NORMS, book28_discriminator_body, book28_generator
 
 
 @dataclass
-class Config:
+class Config(Objective):
     resolution: int = 28
     z_dim: int = 100
     g_cond: str = "multiply"  # multiply | concat
@@ -31,20 +31,17 @@ class Config:
     embed_dim: int = 50  # label embedding size for the concat ways
     g_channels: tuple[int, int, int] = (256, 128, 64)
     d_channels: tuple[int, int, int] = (64, 128, 256)
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    label_smoothing: float = 0.0
+    d_norm: str = "batch"  # batch | layer | none (layer or none for gradient penalties)
 
     def validate(self) -> None:
+        super().validate()
+        check(self.d_norm in NORMS, "d_norm", self.d_norm, f"use one of {', '.join(NORMS)}")
         check(
             self.g_cond in ("multiply", "concat"), "g_cond", self.g_cond, "use multiply or concat"
         )
         check(self.d_cond in ("channel", "concat"), "d_cond", self.d_cond, "use channel or concat")
         check(self.resolution % 4 == 0, "resolution", self.resolution, "use a multiple of 4")
         check(self.embed_dim >= 1, "embed_dim", self.embed_dim, "use a positive size")
-        check(self.lr_g > 0, "lr_g", self.lr_g, "learning rates must be positive")
-        check(self.lr_d > 0, "lr_d", self.lr_d, "learning rates must be positive")
 
 
 class ConditionalGenerator(nn.Module):
@@ -76,11 +73,11 @@ class ConditionalDiscriminator(nn.Module):
         features = cfg.d_channels[-1] * side * side
         if self.mode == "channel":
             self.embed = nn.Embedding(k, cfg.resolution**2)
-            self.body = book28_discriminator_body(ch + 1, cfg.d_channels)
+            self.body = book28_discriminator_body(ch + 1, cfg.d_channels, cfg.d_norm)
             self.head = nn.Linear(features, 1)
         else:
             self.embed = nn.Embedding(k, cfg.embed_dim)
-            self.body = book28_discriminator_body(ch, cfg.d_channels)
+            self.body = book28_discriminator_body(ch, cfg.d_channels, cfg.d_norm)
             self.head = nn.Linear(features + cfg.embed_dim, 1)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -118,6 +115,7 @@ class CGAN(TwoPlayerModel):
         self.G = ConditionalGenerator(cfg, spec)
         self.D = ConditionalDiscriminator(cfg, spec)
         init_normal(self)
+        self.setup_objective()
         self.init_ema()
 
     def generator_inputs(

@@ -14,37 +14,39 @@ from torch import nn
 
 from ..config import check
 from ..data import DataSpec
+from ..errors import UserError
 from ..nn import Reshape, UpsampleConv2d, init_normal
 from ..registry import MODELS
-from .adversarial import TwoPlayerModel
+from .adversarial import Objective, TwoPlayerModel
 
 ARCHS = ("book28", "radford", "classic32")
 
 
+NORMS = ("batch", "layer", "none")
+
+
 @dataclass
-class Config:
+class Config(Objective):
     arch: str = "book28"
     resolution: int = 28
     z_dim: int = 100
     g_channels: tuple[int, ...] = (256, 128, 64)  # from the smallest feature map up
     d_channels: tuple[int, ...] = (64, 128, 256)  # from the image down
     d_dropout: float = 0.25  # classic32 only (Dropout2d after each D block)
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    label_smoothing: float = 0.0
+    # D's normalization (book28, radford): batch as in the papers; layer (or none) for a
+    # gradient penalty, which is per-sample and so must not mix samples through BatchNorm
+    d_norm: str = "batch"
 
     def validate(self) -> None:
+        super().validate()
         check(self.arch in ARCHS, "arch", self.arch, f"use one of {', '.join(ARCHS)}")
+        check(self.d_norm in NORMS, "d_norm", self.d_norm, f"use one of {', '.join(NORMS)}")
+        if self.d_norm != "batch" and self.arch == "classic32":
+            raise UserError(
+                "d_norm applies to the book28 and radford architectures; classic32 "
+                "keeps the reference's BatchNorm"
+            )
         check(self.z_dim >= 1, "z_dim", self.z_dim, "use a positive size")
-        check(self.lr_g > 0, "lr_g", self.lr_g, "learning rates must be positive")
-        check(self.lr_d > 0, "lr_d", self.lr_d, "learning rates must be positive")
-        check(
-            0 <= self.label_smoothing < 1,
-            "label_smoothing",
-            self.label_smoothing,
-            "use a value in [0, 1)",
-        )
         check(
             all(c >= 1 for c in (*self.g_channels, *self.d_channels)),
             "g_channels/d_channels",
@@ -116,13 +118,24 @@ def book28_generator(
     )
 
 
-def book28_discriminator_body(in_ch: int, channels: tuple[int, ...]) -> nn.Sequential:
+def norm_layer(kind: str, channels: int) -> list[nn.Module]:
+    """D's normalization: BatchNorm, LayerNorm over (C, H, W) as GroupNorm(1), or nothing."""
+    if kind == "batch":
+        return [nn.BatchNorm2d(channels)]
+    if kind == "layer":
+        return [nn.GroupNorm(1, channels)]
+    return []
+
+
+def book28_discriminator_body(
+    in_ch: int, channels: tuple[int, ...], norm: str = "batch"
+) -> nn.Sequential:
     """Three 3x3 stride-2 convolutions with LeakyReLU, BatchNorm on all but the first; flattened."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip((in_ch, *channels[:-1]), channels, strict=True)):
         layers.append(nn.Conv2d(a, b, 3, stride=2, padding=1))
         if i > 0:
-            layers.append(nn.BatchNorm2d(b))
+            layers += norm_layer(norm, b)
         layers.append(nn.LeakyReLU(0.2))
     layers.append(nn.Flatten())
     return nn.Sequential(*layers)
@@ -143,14 +156,16 @@ def radford_generator(z_dim: int, channels: tuple[int, ...], out_ch: int) -> nn.
     return nn.Sequential(*layers)
 
 
-def radford_discriminator(in_ch: int, channels: tuple[int, ...]) -> nn.Sequential:
+def radford_discriminator(
+    in_ch: int, channels: tuple[int, ...], norm: str = "batch"
+) -> nn.Sequential:
     """Stride-2 4x4 convs with LeakyReLU(0.2), BN on all but the input layer, to a 4x4 map, then a
     4x4 valid conv to one logit."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip((in_ch, *channels[:-1]), channels, strict=True)):
         layers.append(nn.Conv2d(a, b, 4, 2, 1, bias=False))
         if i > 0:
-            layers.append(nn.BatchNorm2d(b))
+            layers += norm_layer(norm, b)
         layers.append(nn.LeakyReLU(0.2))
     layers += [nn.Conv2d(channels[-1], 1, 4, 1, 0, bias=False), nn.Flatten(0)]
     return nn.Sequential(*layers)
@@ -236,15 +251,16 @@ class DCGAN(TwoPlayerModel):
             self.G = book28_generator(cfg.z_dim, cfg.g_channels, ch, res)
             side = -(-res // 8)  # three stride-2 convs with padding 1 round up
             self.D = nn.Sequential(
-                book28_discriminator_body(ch, cfg.d_channels),
+                book28_discriminator_body(ch, cfg.d_channels, cfg.d_norm),
                 nn.Linear(cfg.d_channels[-1] * side * side, 1),
                 nn.Flatten(0),
             )
         elif cfg.arch == "radford":
             self.G = radford_generator(cfg.z_dim, cfg.g_channels, ch)
-            self.D = radford_discriminator(ch, cfg.d_channels)
+            self.D = radford_discriminator(ch, cfg.d_channels, cfg.d_norm)
         else:
             self.G = classic32_generator(cfg.z_dim, cfg.g_channels, ch, res)
             self.D = classic32_discriminator(ch, cfg.d_channels, res, cfg.d_dropout)
         init_normal(self)
+        self.setup_objective()
         self.init_ema()

@@ -11,33 +11,22 @@ from ..config import check
 from ..data import DataSpec
 from ..nn import Reshape
 from ..registry import MODELS
-from .adversarial import TwoPlayerModel
+from .adversarial import Objective, TwoPlayerModel
 
 
 @dataclass
-class Config:
+class Config(Objective):
     resolution: int = 28
     z_dim: int = 100
     g_hidden: tuple[int, ...] = (256, 512, 1024)
     d_hidden: tuple[int, ...] = (1024, 512, 256)
     d_dropout: float = 0.3  # the paper trains D with dropout
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    label_smoothing: float = 0.0  # one-sided: real target 1 - this
 
     def validate(self) -> None:
+        super().validate()
         check(self.resolution >= 4, "resolution", self.resolution, "use 4 or more pixels")
         check(self.z_dim >= 1, "z_dim", self.z_dim, "use a positive size")
         check(0 <= self.d_dropout < 1, "d_dropout", self.d_dropout, "use a value in [0, 1)")
-        check(self.lr_g > 0, "lr_g", self.lr_g, "learning rates must be positive")
-        check(self.lr_d > 0, "lr_d", self.lr_d, "learning rates must be positive")
-        check(
-            0 <= self.label_smoothing < 1,
-            "label_smoothing",
-            self.label_smoothing,
-            "use a value in [0, 1)",
-        )
 
 
 def mlp(sizes: list[int], *, dropout: float = 0.0) -> list[nn.Module]:
@@ -83,6 +72,7 @@ class GAN(TwoPlayerModel):
             nn.Linear(cfg.d_hidden[-1], 1),
             nn.Flatten(0),
         )
+        self.setup_objective()
         self.init_ema()
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,129 @@
+"""Objectives composed by config, end to end, and the combinations refused at config time."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import make_dataset
+
+import ganforge
+from ganforge.api import resolve_run
+from ganforge.cli import main
+from ganforge.engine.trainer import Trainer
+
+QUIET = ["--set", "train.progress=false", "--set", "train.tensorboard=false"]
+
+
+def train(tmp_path, model, *sets, steps=2):
+    out = tmp_path / "run"
+    args = [
+        "train",
+        model,
+        "--preset",
+        "tiny",
+        "--dataset",
+        "digits",
+        "--steps",
+        str(steps),
+        "--batch-size",
+        "16",
+        "--out",
+        str(out),
+        "--set",
+        "train.log_every=1",
+        *QUIET,
+    ]
+    for s in sets:
+        args += ["--set", s]
+    assert main(args) == 0
+    return out, [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_hinge_r1_and_diffaugment_compose_on_dcgan(tmp_path):
+    _, records = train(tmp_path, "dcgan", "loss=hinge", "reg.r1=10", "augment=diffaugment")
+    last = records[-1]
+    assert {"D/r1", "D/real", "D/fake", "G/loss"} <= set(last)
+    assert all(torch.isfinite(torch.tensor(v)) for k, v in last.items() if "/" in k)
+
+
+def test_lazy_r1_runs_as_its_own_phase_every_n_steps(tmp_path):
+    _, records = train(tmp_path, "dcgan", "reg.r1=10", "reg.every=2", "d_norm=layer", steps=4)
+    with_reg = [r["step"] for r in records if "D_reg/r1" in r]
+    assert with_reg == [1, 3]  # phases run on steps 0 and 2, logged after them
+
+
+def test_wgan_clips_the_critic_and_wgan_gp_logs_its_estimate(tmp_path):
+    out, _ = train(tmp_path / "a", "wgan")
+    d = ganforge.load(out).model.D
+    assert max(p.abs().max().item() for p in d.parameters()) <= 0.01 + 1e-9
+    _, records = train(tmp_path / "b", "wgan-gp")
+    assert {"D/wasserstein", "D/gp"} <= set(records[-1])
+
+
+def test_n_critic_draws_a_fresh_batch_for_every_critic_step_but_the_first(tmp_path):
+    cfg, run_dir = resolve_run(
+        "wgan",
+        preset="tiny",
+        out=tmp_path / "r",
+        overrides=[
+            ("train.steps", 3),
+            ("train.progress", False),
+            ("train.tensorboard", False),
+            ("n_critic", 4),
+        ],
+    )
+    trainer = Trainer(cfg, run_dir, data=make_dataset())
+    run_dir.mkdir(parents=True)
+    trainer.fit()
+    assert trainer.batches_drawn == 3 * 4  # G's batch is reused by the first critic step
+
+
+def test_spectral_norm_is_a_layer_option():
+    model = ganforge.create_model("dcgan", "tiny", spectral_norm=True)
+    convs = [m for m in model.D.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)]
+    assert convs and all(torch.nn.utils.parametrize.is_parametrized(m) for m in convs)
+    assert not any(torch.nn.utils.parametrize.is_parametrized(m) for m in model.G.modules())
+
+
+def test_infogan_varies_one_code_per_row(tmp_path, capsys):
+    out, records = train(tmp_path, "infogan")
+    assert "G/info_cat" in records[-1] and "D/info_cont" in records[-1]
+    model = ganforge.load(out).model
+    grid = model.vary("cat", rows=2, seed=0)
+    assert grid.shape[0] == 2 * 10
+    # within a row only the category changes: consecutive images differ
+    assert not torch.equal(grid[0], grid[1])
+    assert (
+        main(["sample", str(out), "--vary", "cont1", "--n", "20", "--out", str(tmp_path / "v.png")])
+        == 0
+    )
+    assert main(["sample", str(out), "--vary", "cont7"]) == 2
+    assert "unknown code 'cont7'" in capsys.readouterr().err
+
+
+def test_acgan_learns_class_heads_on_both_sides(tmp_path):
+    _, records = train(tmp_path, "acgan")
+    assert {"G/class", "D/class"} <= set(records[-1])
+
+
+@pytest.mark.parametrize(
+    "model,sets,message",
+    [
+        ("dcgan", ["reg.r1=10", "reg.clip=0.01"], "reg.clip cannot be combined"),
+        ("dcgan", ["loss=wasserstein"], "loss=wasserstein needs D to be Lipschitz"),
+        ("dcgan", ["loss=hinge", "label_smoothing=0.1"], "label_smoothing applies to BCE"),
+        ("dcgan", ["loss=hing"], "invalid value 'hing' for loss"),
+        ("dcgan", ["eval.every=100", "eval.metrics=fid,cas"], "need a class-conditional model"),
+        ("wgan", ["reg.gp=10"], "reg.clip cannot be combined"),
+        ("dcgan", ["augment=diffaugment", "augment_policy=color,flip"], "flip"),
+    ],
+)
+def test_combinations_that_cannot_work_are_refused_before_training(model, sets, message, capsys):
+    args = ["train", model, "--dataset", "digits"]
+    for s in sets:
+        args += ["--set", s]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
