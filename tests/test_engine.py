@@ -135,3 +135,10 @@ def test_batch_size_errors():
         BatchStream(data, 64, seed=0, device=torch.device("cpu"), rank=0, world=1)
     with pytest.raises(UserError, match="does not split over 3 processes"):
         BatchStream(data, 8, seed=0, device=torch.device("cpu"), rank=0, world=3)
+
+
+def test_time_budget_stops_early_with_samples_and_a_checkpoint(tmp_path):
+    trainer = run(tmp_path / "r", 10_000, extra=[("train.time_budget", 1e-9)])
+    assert trainer.step == 1  # the budget is checked after each step
+    assert [s for s, _ in list_checkpoints(tmp_path / "r")] == [1]
+    assert (tmp_path / "r/samples/step-000001.png").exists()

@@ -29,6 +29,7 @@ RESUMABLE = {
     "train.sample_every",
     "train.checkpoint_every",
     "train.keep_checkpoints",
+    "train.time_budget",
 }
 
 

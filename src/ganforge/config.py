@@ -60,6 +60,9 @@ class TrainConfig:
     grid_size: int = 64  # images in each sample grid
     tensorboard: bool = True
     progress: bool = True  # tqdm bar
+    # stop after this many seconds of training (0: no limit), saving samples and a checkpoint
+    # at the step reached; resuming continues towards train.steps
+    time_budget: float = 0.0
     # NHWC activations and conv weights: oneDNN on CPU and tensor cores on GPUs run convolutions
     # faster in this layout (measured in benchmarks/throughput.py); it changes no result.
     channels_last: bool = True
@@ -75,6 +78,12 @@ class TrainConfig:
             "keep at least 1",
         )
         check(self.grid_size >= 1, "train.grid_size", self.grid_size, "it must be >= 1")
+        check(
+            self.time_budget >= 0,
+            "train.time_budget",
+            self.time_budget,
+            "use 0 (no limit) or a number of seconds",
+        )
         check(
             0.0 <= self.ema_beta < 1.0,
             "train.ema_beta",

@@ -187,20 +187,23 @@ class Trainer:
                 self._iteration(meter)
                 self.step += 1
                 logger.advance()
-                if self.step % t.log_every == 0 or self.step == t.steps:
+                final = self.step == t.steps or self._out_of_time(start_time)
+                if self.step % t.log_every == 0 or final:
                     now = time.perf_counter()
                     last = meter.pop_means()
                     rate = (self.step - tick_step) * t.batch_size / max(now - tick_time, 1e-9)
                     logger.log(self.step, {**last, "images_per_s": rate})
                     tick_step, tick_time = self.step, now
-                if self.step % t.sample_every == 0 or self.step == t.steps:
+                if self.step % t.sample_every == 0 or final:
                     self._save_samples(logger)
                 e = self.cfg.eval
                 # evaluate before the step's checkpoint, so that it records the best so far
-                if e.every and (self.step % e.every == 0 or self.step == t.steps):
+                if e.every and (self.step % e.every == 0 or final):
                     self._evaluate(logger, last)
-                if self.step % t.checkpoint_every == 0 or self.step == t.steps:
+                if self.step % t.checkpoint_every == 0 or final:
                     self._save_checkpoint(last)
+                if final:
+                    break
         finally:
             logger.close()
         elapsed = time.perf_counter() - start_time
@@ -212,6 +215,13 @@ class Trainer:
             "images_per_s": steps_run * t.batch_size / max(elapsed, 1e-9),
             "losses": last,
         }
+
+    def _out_of_time(self, start: float) -> bool:
+        """train.time_budget reached (rank 0's clock decides for every process)."""
+        budget = self.cfg.train.time_budget
+        if not budget:
+            return False
+        return bool(dist.broadcast_object(time.perf_counter() - start >= budget))
 
     def _iteration(self, meter: LossMeter) -> None:
         ctx: dict[str, Any] = {}

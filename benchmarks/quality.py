@@ -1,0 +1,178 @@
+"""Quality at a fixed CPU-time budget: train each family on Fashion-MNIST, evaluate it with the
+domain features, and write a markdown table (with the commands and the real-vs-real floor)
+into docs/benchmarks.md, and each family's last sample grid beside it.
+
+    python benchmarks/quality.py [--families gan,dcgan,...] [--budget-minutes 15] [--n 10000]
+
+Run it alone on the machine: two trainings at once share the cores and the figures mean
+nothing.  Runs go to benchmarks/runs/ (not kept in git); re-running a family trains it anew.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+import ganforge  # noqa: E402
+from ganforge.metrics.domain import build_domain_network  # noqa: E402
+from ganforge.metrics.evaluate import evaluate  # noqa: E402
+
+FAMILIES = ["gan", "dcgan", "cgan", "acgan", "infogan", "wgan", "wgan-gp"]
+CONDITIONAL = {"cgan", "acgan"}
+
+
+def train(family: str, budget_s: float, out: Path, seed: int) -> Path:
+    if out.exists():
+        shutil.rmtree(out)  # benchmarks/runs/ is this script's own scratch space
+    overrides = {
+        "train.time_budget": budget_s,
+        "train.steps": 10_000_000,
+        "train.progress": False,
+        "train.sample_every": 1_000,
+        "train.checkpoint_every": 10_000_000,
+        "train.log_every": 50,
+    }
+    return ganforge.train(family, out=out, seed=seed, overrides=overrides)
+
+
+@torch.no_grad()
+def infogan_purity(run: Path, n: int, seed: int = 0) -> float:
+    """How well the unsupervised categorical code predicts the domain classifier's class:
+    sum over code values of the largest class count, over n (chance is about 0.1)."""
+    loaded = ganforge.load(run)
+    model = loaded.model
+    net, _ = build_domain_network("fmnist")
+    codes, classes = [], []
+    gen = torch.Generator().manual_seed(seed)
+    for start in range(0, n, 500):
+        (x,) = model.generator_inputs(min(500, n - start), None, gen)
+        images = model.G_ema.eval()(x)
+        codes.append(model.split_input(x)[1])
+        classes.append(net(images).argmax(1))
+    code, cls = torch.cat(codes).numpy(), torch.cat(classes).numpy()
+    table = np.zeros((model.cfg.n_cat, 10), dtype=np.int64)
+    np.add.at(table, (code, cls), 1)
+    return float(table.max(1).sum() / n)
+
+
+def wasserstein_trend(run: Path) -> dict[str, float] | None:
+    """The critic's estimate early (10-20% of training) and at the end (last 10%)."""
+    values = [
+        r["D/wasserstein"]
+        for r in map(json.loads, (run / "metrics.jsonl").open())
+        if "D/wasserstein" in r
+    ]
+    if len(values) < 10:
+        return None
+    k = len(values) // 10
+    return {
+        "early": float(np.mean(values[k : 2 * k])),
+        "final": float(np.mean(values[-k:])),
+        "peak": float(np.max(values)),
+    }
+
+
+def measure(family: str, run: Path, n: int) -> dict:
+    metrics = "fid,kid,pr,cas" if family in CONDITIONAL else "fid,kid,pr"
+    report = evaluate(run_dir=run, metrics=metrics, n=n, out=run / "eval.json")
+    meta_steps = max(int(p.name.split("-")[1]) for p in (run / "checkpoints").glob("step-*"))
+    row = {
+        "family": family,
+        "steps": meta_steps,
+        **report["metrics"],
+        "real_vs_real": report["real_vs_real"],
+    }
+    if family == "infogan":
+        row["purity"] = infogan_purity(run, n)
+    trend = wasserstein_trend(run)
+    if trend:
+        row["wasserstein"] = trend
+    return row
+
+
+def markdown(rows: list[dict], budget_min: float, n: int, commands: list[str]) -> str:
+    base = rows[0]["real_vs_real"]
+    lines = [
+        "# Quality benchmark",
+        "",
+        f"Each family trained on Fashion-MNIST for **{budget_min:g} CPU minutes** (2 cores), "
+        f"its default preset, then evaluated on {n:,} generated images against the test split "
+        "with the domain features (`docs/metrics.md`).",
+        "",
+        "| family | steps | FID | KID | precision | recall | label agreement | CAS | "
+        "code purity | critic estimate (early -> final) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        w = r.get("wasserstein")
+        cells = [
+            f"`{r['family']}`",
+            f"{r['steps']:,}",
+            f"{r['fid']:.2f}",
+            f"{r['kid']:.3f}",
+            f"{r['precision']:.2f}",
+            f"{r['recall']:.2f}",
+            f"{r['label_agreement']:.2f}" if "label_agreement" in r else "",
+            f"{r['cas']:.2f}" if "cas" in r else "",
+            f"{r['purity']:.2f}" if "purity" in r else "",
+            f"{w['early']:.3f} -> {w['final']:.3f}" if w else "",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    m = base["metrics"]
+    lines += [
+        f"| real vs real ({base['splits']}, n={base['n']:,}) | | {m['fid']:.2f} | "
+        f"{m['kid']:.3f} | {m['precision']:.2f} | {m['recall']:.2f} | | | | |",
+        "",
+        "Sample grids (the last of each run):",
+        "",
+    ]
+    for r in rows:
+        lines.append(f"![{r['family']}](images/benchmarks/{r['family']}.png)")
+    lines += ["", "To reproduce:", "", "```bash", *commands, "```", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--families", default=",".join(FAMILIES))
+    parser.add_argument("--budget-minutes", type=float, default=15.0)
+    parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--docs", default=str(ROOT / "docs" / "benchmarks.md"))
+    args = parser.parse_args()
+    families = [f.strip() for f in args.families.split(",") if f.strip()]
+    build_domain_network("fmnist")  # built once, before any clock starts
+    rows = []
+    for family in families:
+        start = time.perf_counter()
+        run = train(
+            family, args.budget_minutes * 60, ROOT / "benchmarks" / "runs" / family, args.seed
+        )
+        row = measure(family, run, args.n)
+        row["wall_s"] = round(time.perf_counter() - start, 1)
+        rows.append(row)
+        grid = sorted((run / "samples").glob("step-*.png"))[-1]
+        target = ROOT / "docs" / "images" / "benchmarks" / f"{family}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(grid, target)
+        print(json.dumps(row), flush=True)
+    command = (
+        f"python benchmarks/quality.py --families {','.join(families)} "
+        f"--budget-minutes {args.budget_minutes:g} --n {args.n}"
+    )
+    Path(args.docs).write_text(markdown(rows, args.budget_minutes, args.n, [command]))
+    (Path(args.docs).with_suffix(".json")).write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
