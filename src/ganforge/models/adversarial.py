@@ -13,8 +13,18 @@ from typing import Any
 
 import torch
 
+from ..augment import diff_augment, parse_policy
 from ..config import check
 from ..errors import UserError
+from ..losses import LOSSES, PROBABILISTIC_LOSSES, d_nonsaturating, get_loss
+from ..regularizers import (
+    add_spectral_norm,
+    clip_weights_,
+    gradient_penalty,
+    orthogonal_regularization,
+    r1_penalty,
+    r2_penalty,
+)
 from .base import Batch, GANModel, Losses, OptimSpec, Phase
 
 
@@ -48,9 +58,6 @@ class Objective:
     label_smoothing: float = 0.0  # one-sided, for the probabilistic losses: real target 1 - this
 
     def validate(self) -> None:
-        from ..augment import parse_policy
-        from ..losses import LOSSES, PROBABILISTIC_LOSSES
-
         check(self.loss in LOSSES, "loss", self.loss, f"use one of {', '.join(LOSSES)}")
         r = self.reg
         for name in ("gp", "r1", "r2", "clip", "ortho"):
@@ -109,8 +116,6 @@ class TwoPlayerModel(GANModel):
     def setup_objective(self) -> None:
         """Apply the layer options to the built networks (before any optimizer exists)."""
         if self.cfg.spectral_norm:
-            from ..regularizers import add_spectral_norm
-
             add_spectral_norm(self.D)
 
     def param_groups(self) -> dict[str, OptimSpec]:
@@ -153,11 +158,14 @@ class TwoPlayerModel(GANModel):
     ) -> tuple[torch.Tensor, Any]:
         """D's adversarial outputs ``[N]`` and any auxiliary output (None here), for images
         ``[N, C, H, W]`` (and labels when conditional), after the configured augmentation."""
-        if self.cfg.augment == "diffaugment":
-            from ..augment import diff_augment
-
-            images = diff_augment(images, self.cfg.augment_policy)
+        images = self._augment(images)
         return (self.D(images) if labels is None else self.D(images, labels)), None
+
+    def _augment(self, images: torch.Tensor) -> torch.Tensor:
+        """DiffAugment when configured; the same for real and generated images."""
+        if self.cfg.augment == "diffaugment":
+            return diff_augment(images, self.cfg.augment_policy)
+        return images
 
     def aux_losses(
         self, role: str, real_aux: Any, fake_aux: Any, batch: Batch, fake_inputs: tuple[Any, ...]
@@ -169,8 +177,6 @@ class TwoPlayerModel(GANModel):
         return self.discriminate(images, labels)[0]
 
     def _clip(self) -> None:
-        from ..regularizers import clip_weights_
-
         clip_weights_(self.D, self.cfg.reg.clip)
 
     def _generator_inputs(self, batch: Batch) -> tuple[Any, ...]:
@@ -198,8 +204,6 @@ class TwoPlayerModel(GANModel):
 
     # ----- phases ---------------------------------------------------------------------------
     def g_step(self, batch: Batch, ctx: dict[str, Any]) -> Losses:
-        from ..losses import get_loss
-
         inputs = self._generator_inputs(batch)
         fake = self.G(*inputs)
         ctx["fake"], ctx["fake_inputs"] = fake.detach(), inputs
@@ -207,16 +211,12 @@ class TwoPlayerModel(GANModel):
         losses = dict(get_loss(self.cfg.loss)[1](logits))
         self._add(losses, self.aux_losses("G", None, aux, batch, inputs))
         if self.cfg.reg.ortho:
-            from ..regularizers import orthogonal_regularization
-
             self._add(
                 losses, {"ortho": orthogonal_regularization(self.G, weight=self.cfg.reg.ortho)}
             )
         return losses
 
     def d_step(self, batch: Batch, ctx: dict[str, Any]) -> Losses:
-        from ..losses import d_nonsaturating, get_loss
-
         c, r = self.cfg, self.cfg.reg
         real, labels = batch["image"], batch.get("label") if self.conditional else None
         fake, inputs = self._fakes(batch, ctx)
@@ -286,8 +286,6 @@ class TwoPlayerModel(GANModel):
         *,
         interval: int,
     ) -> Losses:
-        from ..regularizers import gradient_penalty, r1_penalty, r2_penalty
-
         r, out = self.cfg.reg, {}
         if use_r1:
             out["r1"] = r1_penalty(real, real_logits, gamma=r.r1, interval=interval)["loss"]

@@ -158,11 +158,7 @@ class InfoGAN(TwoPlayerModel):
 
     # ----- training ---------------------------------------------------------------------------
     def discriminate(self, images: torch.Tensor, labels: torch.Tensor | None):
-        if self.cfg.augment == "diffaugment":
-            from ..augment import diff_augment
-
-            images = diff_augment(images, self.cfg.augment_policy)
-        return self.D.both(images)
+        return self.D.both(self._augment(images))
 
     def aux_losses(
         self, role: str, real_aux: Any, fake_aux: Any, batch: Batch, fake_inputs: tuple[Any, ...]
