@@ -127,3 +127,21 @@ def test_combinations_that_cannot_work_are_refused_before_training(model, sets, 
     assert main(args) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
+
+
+def test_acgan_class_head_on_real_only_when_asked():
+    import torch.nn.functional as F
+
+    model = ganforge.create_model("acgan", "tiny", d_class_on_fake=False)
+    gen = torch.Generator().manual_seed(0)
+    real_aux, fake_aux = torch.randn(4, 10, generator=gen), torch.randn(4, 10, generator=gen)
+    batch = {"label": torch.tensor([0, 1, 2, 3])}
+    inputs = (torch.zeros(4, 16), torch.tensor([4, 5, 6, 7]))
+    d = model.aux_losses("D", real_aux, fake_aux, batch, inputs)["class"]
+    assert torch.allclose(d, F.cross_entropy(real_aux, batch["label"]))
+    paper = ganforge.create_model("acgan", "tiny")
+    both = paper.aux_losses("D", real_aux, fake_aux, batch, inputs)["class"]
+    expected = 0.5 * (
+        F.cross_entropy(real_aux, batch["label"]) + F.cross_entropy(fake_aux, inputs[1])
+    )
+    assert torch.allclose(both, expected)
