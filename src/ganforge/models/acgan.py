@@ -106,13 +106,6 @@ class ACGAN(TwoPlayerModel):
         self.setup_objective()
         self.init_ema()
 
-    def generator_inputs(
-        self, n: int, labels: torch.Tensor | None, generator: torch.Generator | None
-    ) -> tuple[Any, ...]:
-        if labels is None:
-            labels = (torch.arange(n) % self.spec.num_classes).to(self.device)
-        return self.sample_latent(n, generator=generator), labels
-
     def summary_inputs(self) -> dict[str, tuple[Any, ...]]:
         fake = torch.zeros(2, self.spec.channels, self.resolution, self.resolution)
         return {"G": self.generator_inputs(2, torch.zeros(2, dtype=torch.long), None), "D": (fake,)}

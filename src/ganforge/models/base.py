@@ -110,8 +110,14 @@ class GANModel(nn.Module):
     def generator_inputs(
         self, n: int, labels: torch.Tensor | None, generator: torch.Generator | None
     ) -> tuple[Any, ...]:
-        """Arguments for ``G`` to make ``n`` images (labels ignored by unconditional families)."""
-        return (self.sample_latent(n, generator=generator),)
+        """Arguments for ``G`` to make ``n`` images: ``(z,)``, or ``(z, labels)`` for conditional
+        families, whose labels default to cycling through the classes (one per grid column)."""
+        z = self.sample_latent(n, generator=generator)
+        if not self.conditional:
+            return (z,)
+        if labels is None:
+            labels = (torch.arange(n) % self.spec.num_classes).to(self.device)
+        return z, labels
 
     def summary_inputs(self) -> dict[str, tuple[Any, ...]]:
         """Example arguments for each network, for `ganforge summary` (batch of 2)."""

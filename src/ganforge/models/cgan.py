@@ -118,13 +118,6 @@ class CGAN(TwoPlayerModel):
         self.setup_objective()
         self.init_ema()
 
-    def generator_inputs(
-        self, n: int, labels: torch.Tensor | None, generator: torch.Generator | None
-    ) -> tuple[Any, ...]:
-        if labels is None:  # summary and grids without a class: cycle through the classes
-            labels = (torch.arange(n) % self.spec.num_classes).to(self.device)
-        return self.sample_latent(n, generator=generator), labels
-
     def summary_inputs(self) -> dict[str, tuple[Any, ...]]:
         labels = torch.zeros(2, dtype=torch.long)
         fake = torch.zeros(2, self.spec.channels, self.resolution, self.resolution)
