@@ -81,7 +81,15 @@ class InfoGAN(TwoPlayerModel):
     Config = Config
     DEFAULT_PRESET = "chen"
     PRESETS = {
-        "chen": {"train.steps": 3000, "train.sample_every": 500, "train.grid_size": 100},
+        # the paper's MNIST settings: G learns 5x faster than D (1e-3 vs 2e-4); at an equal
+        # 2e-4 the categorical code came out nearly independent of the class (purity 0.28
+        # against 0.63 in a 3-minute Fashion-MNIST run)
+        "chen": {
+            "lr_g": 1e-3,
+            "train.steps": 3000,
+            "train.sample_every": 500,
+            "train.grid_size": 100,
+        },
         "tiny": {
             "g_channels": [16, 8, 8],
             "d_channels": [8, 8, 16],
