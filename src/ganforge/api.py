@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from dataclasses import dataclass
@@ -13,7 +14,12 @@ import torch
 from .config import RunConfig, build_config, read_yaml
 from .data import DataSpec
 from .engine import distributed as dist
-from .engine.checkpoint import CHECKPOINT_DIR, latest_good_checkpoint, read_checkpoint
+from .engine.checkpoint import (
+    CHECKPOINT_DIR,
+    latest_good_checkpoint,
+    list_checkpoints,
+    read_checkpoint,
+)
 from .errors import UserError
 from .models import get_family
 from .models.base import GANModel
@@ -101,6 +107,11 @@ def resolve_run(
             f"nothing to resume: '{run_dir}' holds no run (no config.yaml); "
             "drop --resume to start it"
         )
+    if _imported(run_dir):
+        raise UserError(
+            f"'{run_dir}' holds imported networks without a training state; they can be "
+            "sampled and evaluated, not resumed (train a new run instead)"
+        )
     saved = read_yaml(saved_file)
     if saved.get("model") != model:
         raise UserError(
@@ -119,6 +130,17 @@ def resolve_run(
             f"{after.get(k)!r}); start a new run with another --out instead"
         )
     return resumed, run_dir
+
+
+def _imported(run_dir: Path) -> bool:
+    """Whether the run was written by `ganforge import` (its checkpoints say so)."""
+    for _, path in list_checkpoints(run_dir):
+        try:
+            if "imported" in json.loads((path / "meta.json").read_text()):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -226,14 +248,19 @@ class LoadedModel:
 
     def generate(
         self,
-        n: int,
+        n: int | None = None,
         labels: torch.Tensor | list[int] | int | None = None,
         *,
+        z: torch.Tensor | None = None,
         seed: int | None = None,
         truncation: float = 1.0,
+        noise_mode: str = "const",
     ) -> torch.Tensor:
-        """``n`` images ``[n, C, H, W]`` in [-1, 1] from the EMA generator."""
-        return self.model.generate(n, labels, seed=seed, truncation=truncation)
+        """``n`` images ``[n, C, H, W]`` in [-1, 1] from the EMA generator; ``z`` gives the
+        latents ``[n, z_dim]`` explicitly (see `GANModel.generate`)."""
+        return self.model.generate(
+            n, labels, z=z, seed=seed, truncation=truncation, noise_mode=noise_mode
+        )
 
     @property
     def conditional(self) -> bool:

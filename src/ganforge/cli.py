@@ -133,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CODE",
         help="infogan: a grid varying one latent code per row (cat, cont0, cont1)",
     )
+    p.add_argument(
+        "--noise-mode",
+        default="const",
+        choices=["const", "random", "none"],
+        help="style-based models' per-pixel noise (default: const, repeatable)",
+    )
     p.add_argument("--out", help="output PNG (default: RUN/samples/sample-seed<S>.png)")
     p.add_argument("--device", default="cpu", help="cpu (default) | cuda | auto")
     p = sub.add_parser(
@@ -171,6 +177,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="folder holding the data set's files")
     p.add_argument("--seed", type=_int, default=0, help="random seed (default: 0)")
     p.add_argument("--out", help="write the report here (default: RUN/eval.json)")
+
+    p = sub.add_parser(
+        "import",
+        help="turn a published network into a run folder (StyleGAN2-ADA pickles)",
+        description="Read a network file without executing anything stored in it and write a "
+        "run folder that sample, eval and the latent tools use like a trained run.",
+    )
+    p.add_argument("kind", choices=["stylegan2"], help="stylegan2: a StyleGAN2-ADA PyTorch .pkl")
+    p.add_argument("file", help="the network file, e.g. network-snapshot-025000.pkl")
+    p.add_argument("--out", required=True, help="the new run folder (never overwritten)")
 
     p = sub.add_parser("features", help="build the domain feature network of a data set")
     p.add_argument(
@@ -302,10 +318,23 @@ def cmd_sample(args: argparse.Namespace) -> None:
     nrow = None
     if g.conditional and args.label is None:
         nrow = g.spec.num_classes
-    images = g.generate(args.n, labels=args.label, seed=args.seed, truncation=args.truncation)
+    images = g.generate(
+        args.n,
+        labels=args.label,
+        seed=args.seed,
+        truncation=args.truncation,
+        noise_mode=args.noise_mode,
+    )
     out = Path(args.out) if args.out else Path(args.run) / "samples" / f"sample-seed{args.seed}.png"
     save_grid(images, out, nrow=nrow)
     print(f"wrote {args.n} images from {g.path} to {out}")
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    from .tools.imports import import_stylegan2
+
+    out = import_stylegan2(args.file, args.out)
+    print(f"imported {args.file} as a stylegan2 run in {out}")
 
 
 COMMANDS = {
@@ -315,6 +344,7 @@ COMMANDS = {
     "sample": cmd_sample,
     "eval": cmd_eval,
     "features": cmd_features,
+    "import": cmd_import,
 }
 
 

@@ -342,7 +342,7 @@ def build_config(
     for key, value in overrides or []:
         cfg.set(key, value)
     cfg.validate()
-    if cfg.eval.every and not family_cls.conditional:
+    if cfg.eval.every and not family_cls.is_conditional(cfg.family):
         from .metrics.evaluate import CONDITIONAL_ONLY, parse_metrics
 
         asked = [m for m in parse_metrics(cfg.eval.metrics) if m in CONDITIONAL_ONLY]

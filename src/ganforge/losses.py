@@ -97,12 +97,22 @@ def g_lsgan(fake_logits: torch.Tensor) -> Losses:
     return {"loss": 0.5 * (fake_logits - 1.0).square().mean()}
 
 
+def d_logistic(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> Losses:
+    """The non-saturating logistic loss of StyleGAN/StyleGAN2 for D:
+    ``softplus(D(G(z))) + softplus(-D(x))``, the BCE of `d_nonsaturating` without the halving,
+    which sets the scale R1's gamma is tuned against."""
+    real = F.softplus(-real_logits).mean()
+    fake = F.softplus(fake_logits).mean()
+    return {"loss": real + fake, "real": real, "fake": fake}
+
+
 LOSSES: dict[str, tuple[DLoss, GLoss]] = {
     "nonsaturating": (d_nonsaturating, g_nonsaturating),
     "minimax": (d_minimax, g_minimax),
     "hinge": (d_hinge, g_hinge),
     "wasserstein": (d_wasserstein, g_wasserstein),
     "lsgan": (d_lsgan, g_lsgan),
+    "logistic": (d_logistic, g_nonsaturating),
 }
 
 # Losses that read D's output as the logit of a probability (label smoothing applies to these).

@@ -263,9 +263,12 @@ class Trainer:
 
     @torch.no_grad()
     def _update_ema(self) -> None:
-        beta = self.cfg.train.ema_beta
-        # ramp-up: early averages would otherwise be dominated by the random initial weights
-        beta = min(beta, (1 + self.step) / (10 + self.step))
+        batch = self.cfg.train.batch_size
+        beta = self.model.ema_beta((self.step + 1) * batch, batch)
+        if beta is None:
+            beta = self.cfg.train.ema_beta
+            # ramp-up: early averages would otherwise be dominated by the random initial weights
+            beta = min(beta, (1 + self.step) / (10 + self.step))
         for source, average in self.model.ema_pairs():
             for p_avg, p in zip(average.parameters(), source.parameters(), strict=True):
                 p_avg.lerp_(p, 1 - beta)
@@ -364,8 +367,13 @@ class Trainer:
 
     # ----- resume -----------------------------------------------------------------------------
     def _restore(self, ckpt: Checkpoint) -> None:
-        self.model.load_state_dict(ckpt.weights)
         state = ckpt.state
+        if state.get("imported"):
+            raise UserError(
+                f"'{ckpt.path}' holds imported networks without a training state; they can be "
+                "sampled and evaluated, not resumed (train a new run instead)"
+            )
+        self.model.load_state_dict(ckpt.weights)
         for name, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
         for name, scaler in self.scalers.items():

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from ..registry import MODELS
-from . import acgan, cgan, dcgan, gan, infogan, wgan  # noqa: F401  (registration side effect)
+from . import (  # noqa: F401  (registration side effect)
+    acgan,
+    cgan,
+    dcgan,
+    gan,
+    infogan,
+    stylegan2,
+    wgan,
+)
 from .base import GANModel, OptimSpec, Phase
 
 

@@ -45,7 +45,7 @@ class RegConfig:
 class Objective:
     """Settings every two-player family accepts (``--set loss=hinge --set reg.r1=10``)."""
 
-    loss: str = "nonsaturating"  # nonsaturating | minimax | hinge | wasserstein | lsgan
+    loss: str = "nonsaturating"  # nonsaturating | minimax | hinge | wasserstein | lsgan | logistic
     reg: RegConfig = field(default_factory=RegConfig)
     augment: str = "none"  # none | diffaugment (applied to real and fake before D)
     augment_policy: str = "color,translation,cutout"
@@ -271,7 +271,10 @@ class TwoPlayerModel(GANModel):
             bool(r.r2),
             interval=r.every,
         )
-        return {"loss": sum(extra.values()), **extra}
+        # + 0 * logits: every D parameter takes part (the output bias has no input gradient),
+        # so Adam and the gradient all-reduce see the same set in every D step
+        zero = sum(x.sum() * 0 for x in (real_logits, fake_logits) if x is not None)
+        return {"loss": sum(extra.values()) + zero, **extra}
 
     def _penalties(
         self,

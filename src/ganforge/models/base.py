@@ -92,6 +92,17 @@ class GANModel(nn.Module):
         """Make ``G_ema``, a frozen copy of ``G`` that the engine averages and samples from."""
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
 
+    @classmethod
+    def is_conditional(cls, cfg: Any) -> bool:
+        """Whether a model with family config ``cfg`` needs labels (a config option for
+        families with a conditional variant)."""
+        return cls.conditional
+
+    def ema_beta(self, images_seen: int, batch_size: int) -> float | None:
+        """The EMA decay for this step, for families that set it themselves (a half-life in
+        images); None: the engine's ``train.ema_beta`` with its ramp-up."""
+        return None
+
     def ema_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         """(source, average) pairs the engine keeps an exponential moving average of."""
         return [(self.G, self.G_ema)] if hasattr(self, "G_ema") else []
@@ -132,20 +143,32 @@ class GANModel(nn.Module):
     @torch.no_grad()
     def generate(
         self,
-        n: int,
+        n: int | None = None,
         labels: torch.Tensor | list[int] | int | None = None,
         *,
+        z: torch.Tensor | None = None,
         seed: int | None = None,
         truncation: float = 1.0,
+        noise_mode: str = "const",
         ema: bool = True,
     ) -> torch.Tensor:
         """Make ``n`` images, ``[n, C, H, W]`` floats in ``[-1, 1]``.
 
         ``labels`` (conditional families): one class for all, or one per image; default cycles
-        through the classes.  ``seed`` makes the result repeatable without touching the global
-        RNG.  ``truncation`` (psi) < 1 pulls the latents towards their mean.
+        through the classes.  ``z``: explicit latents ``[n, z_dim]`` instead of drawing them
+        (``n`` may then be omitted).  ``seed`` makes the drawn latents repeatable without
+        touching the global RNG.  ``truncation`` (psi) < 1 pulls the latents towards their
+        mean.  ``noise_mode`` (families with per-pixel noise): ``const`` (the stored noise,
+        repeatable), ``random`` or ``none``.
         """
-        if n < 1:
+        if z is not None:
+            z = torch.as_tensor(z, dtype=torch.float32)
+            if z.ndim != 2 or (n is not None and z.shape[0] != n):
+                raise UserError(
+                    f"z has shape {list(z.shape)}; give [n, z_dim] latents, one row per image"
+                )
+            n = z.shape[0]
+        if n is None or n < 1:
             raise UserError(f"cannot generate {n} images; ask for at least 1")
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         net = self.G_ema if ema and hasattr(self, "G_ema") else self.G
@@ -153,12 +176,25 @@ class GANModel(nn.Module):
         net.eval()
         try:
             args = self.generator_inputs(n, self._labels(n, labels), gen)
-            if truncation != 1.0:
-                args = (self.truncate(args[0], truncation), *args[1:])
-            images = net(*args)
+            if z is not None:
+                if z.shape[1] != args[0].shape[1]:
+                    raise UserError(
+                        f"z has {z.shape[1]} columns; this generator takes {args[0].shape[1]}"
+                    )
+                args = (z.to(self.device), *args[1:])
+            images = self.synthesize(net, args, truncation=truncation, noise_mode=noise_mode)
         finally:
             net.train(was_training)
         return images.float().clamp(-1, 1)
+
+    def synthesize(
+        self, net: nn.Module, args: tuple[Any, ...], *, truncation: float, noise_mode: str
+    ) -> torch.Tensor:
+        """Run generator ``net`` on ``args`` (from `generator_inputs`) with truncation; families
+        with their own truncation or noise inputs override this."""
+        if truncation != 1.0:
+            args = (self.truncate(args[0], truncation), *args[1:])
+        return net(*args)
 
     def truncate(self, z: torch.Tensor, psi: float) -> torch.Tensor:
         """Truncation in z: ``mean + psi (z - mean)`` with the prior's mean 0, the same rule

@@ -1,0 +1,140 @@
+"""FIR-filtered resampling (upsample, filter, downsample) and convolutions fused with it.
+
+StyleGAN2 resamples with a low-pass FIR filter, [1, 3, 3, 1] by default, instead of nearest or
+bilinear: ``upfirdn2d`` inserts ``up - 1`` zeros between pixels, pads, convolves with the 2-D
+filter and keeps every ``down``-th pixel.  The padding rules below are the ones that keep an
+image centred for an even-sized filter, and they are what published networks were trained with,
+so a network imported from the reference implementation gives the same numbers here.
+
+Pure PyTorch: these are a few tensor ops each, fast enough on CPU and differentiable twice
+(R1 and path-length regularization need that), so no custom kernel is needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+def setup_filter(taps: Sequence[float] = (1, 3, 3, 1), *, gain: float = 1.0) -> torch.Tensor:
+    """The 2-D filter for 1-D ``taps``: their outer product, normalised to sum ``gain``."""
+    f = torch.as_tensor(list(taps), dtype=torch.float32)
+    if f.ndim == 1:
+        f = torch.outer(f, f)
+    return f / f.sum() * gain
+
+
+def _pads(padding: int | Sequence[int]) -> list[int]:
+    """``padding`` as ``[x0, x1, y0, y1]``."""
+    if isinstance(padding, int):
+        return [padding] * 4
+    p = list(padding)
+    return p * 2 if len(p) == 2 else p
+
+
+def upfirdn2d(
+    x: torch.Tensor,
+    f: torch.Tensor | None,
+    *,
+    up: int = 1,
+    down: int = 1,
+    padding: int | Sequence[int] = 0,
+    gain: float = 1.0,
+) -> torch.Tensor:
+    """Upsample ``x`` [N, C, H, W] by zero insertion, pad (negative crops), convolve with ``f``
+    (true convolution: the filter is flipped), then keep every ``down``-th pixel."""
+    n, c, h, w = x.shape
+    if up > 1:
+        x = x.reshape(n, c, h, 1, w, 1)
+        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
+        x = x.reshape(n, c, h * up, w * up)
+    x0, x1, y0, y1 = _pads(padding)
+    x = F.pad(x, [max(x0, 0), max(x1, 0), max(y0, 0), max(y1, 0)])
+    x = x[
+        :,
+        :,
+        max(-y0, 0) : x.shape[2] - max(-y1, 0),
+        max(-x0, 0) : x.shape[3] - max(-x1, 0),
+    ]
+    if f is not None:
+        f = (f * gain).to(x.dtype).flip([0, 1])
+        weight = f[None, None].repeat(c, 1, 1, 1)
+        x = F.conv2d(x, weight, groups=c)
+    elif gain != 1:
+        x = x * gain
+    if down > 1:
+        x = x[:, :, ::down, ::down]
+    return x
+
+
+def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
+    """Upsample by ``up`` with ``f``, keeping the image centred (output ``up`` times larger)."""
+    k = f.shape[-1]
+    pad = [(k + up - 1) // 2, (k - up) // 2]
+    return upfirdn2d(x, f, up=up, padding=pad * 2, gain=up * up)
+
+
+def downsample2d(x: torch.Tensor, f: torch.Tensor, down: int = 2) -> torch.Tensor:
+    """Low-pass with ``f`` and downsample by ``down`` (output ``down`` times smaller)."""
+    k = f.shape[-1]
+    pad = [(k - down + 1) // 2, (k - down) // 2]
+    return upfirdn2d(x, f, down=down, padding=pad * 2)
+
+
+def conv2d_resample(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    f: torch.Tensor | None = None,
+    *,
+    up: int = 1,
+    down: int = 1,
+    padding: int = 0,
+    groups: int = 1,
+    flip_weight: bool = True,
+) -> torch.Tensor:
+    """A 2-D convolution with FIR up- or downsampling, in the order that published StyleGAN2
+    weights expect: 2x up as a strided transposed convolution followed by the filter; 2x down
+    as the filter followed by a strided convolution; 1x1 kernels resample around the conv.
+
+    ``flip_weight=True`` is correlation (``F.conv2d``), False is true convolution.
+    """
+    assert up == 1 or down == 1, "up- and downsampling at once is not used"
+    kh, kw = w.shape[-2:]
+    fk = f.shape[-1] if f is not None else 1
+    p0 = p1 = padding
+    if up > 1:
+        p0, p1 = p0 + (fk + up - 1) // 2, p1 + (fk - up) // 2
+    if down > 1:
+        p0, p1 = p0 + (fk - down + 1) // 2, p1 + (fk - down) // 2
+
+    def conv(x, w, **kw_):
+        if not flip_weight and (kh > 1 or kw > 1):
+            w = w.flip([2, 3])
+        return F.conv2d(x, w, groups=groups, **kw_)
+
+    if kh == 1 and kw == 1 and down > 1:
+        return conv(upfirdn2d(x, f, down=down, padding=[p0, p1, p0, p1]), w)
+    if kh == 1 and kw == 1 and up > 1:
+        return upfirdn2d(conv(x, w), f, up=up, padding=[p0, p1, p0, p1], gain=up * up)
+    if down > 1:
+        return conv(upfirdn2d(x, f, padding=[p0, p1, p0, p1]), w, stride=down)
+    if up > 1:
+        # transposed convolution: weights as [in, out/groups, kh, kw]
+        out_ch, in_per_group = w.shape[:2]
+        if groups == 1:
+            wt = w.transpose(0, 1)
+        else:
+            wt = w.reshape(groups, out_ch // groups, in_per_group, kh, kw)
+            wt = wt.transpose(1, 2).reshape(groups * in_per_group, out_ch // groups, kh, kw)
+        p0, p1 = p0 - (kw - 1), p1 - (kw - up)
+        pt = max(min(-p0, -p1), 0)
+        if flip_weight and (kh > 1 or kw > 1):  # transposed conv flips; undo to match
+            wt = wt.flip([2, 3])
+        x = F.conv_transpose2d(x, wt, stride=up, padding=pt, groups=groups)
+        pad = [p0 + pt, p1 + pt, p0 + pt, p1 + pt]
+        return upfirdn2d(x, f, padding=pad, gain=up * up)
+    if p0 == p1 and p0 >= 0:
+        return conv(x, w, padding=p0)
+    return conv(upfirdn2d(x, None, padding=[p0, p1, p0, p1]), w)

@@ -1,0 +1,111 @@
+"""Turn published networks into ordinary GANForge run folders.
+
+``ganforge import stylegan2 network-snapshot.pkl --out RUN_DIR`` reads NVIDIA's StyleGAN2-ADA
+pickle without executing it (`stylegan2_pickle.read_network_pickle`), builds GANForge's
+``stylegan2`` with the inferred architecture, loads G_ema, G and D into it (strictly: every
+tensor must find its place) and writes a run folder that ``ganforge.load``, ``ganforge sample``,
+``ganforge eval`` and the latent tools use like any trained run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..config import build_config
+from ..data import DataSpec
+from ..engine.checkpoint import CHECKPOINT_DIR, save_checkpoint
+from ..errors import UserError
+from ..models import get_family
+from .stylegan2_pickle import read_network_pickle
+
+#: keys of the pickle's inferred architecture that describe the data or are recorded only
+_SPEC_KEYS = ("channels", "num_classes")
+_RECORDED = ("num_fp16_res", "d_num_fp16_res", "resample_filter", "activation")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def import_stylegan2(pickle_path: str | Path, out: str | Path) -> Path:
+    """Import a StyleGAN2-ADA network pickle into the new run folder ``out``; returns it."""
+    pickle_path, out = Path(pickle_path), Path(out)
+    if not pickle_path.is_file():
+        raise UserError(f"network pickle '{pickle_path}' does not exist")
+    if (out / "config.yaml").exists() or (out / CHECKPOINT_DIR).exists():
+        raise UserError(
+            f"'{out}' already holds a run; choose another --out (runs are never overwritten)"
+        )
+    nets = read_network_pickle(pickle_path)
+    arch = dict(nets.config)
+    spec = DataSpec(
+        channels=arch["channels"],
+        resolution=arch["resolution"],
+        num_classes=arch["num_classes"],
+        name=_dataset_name(nets.training_set_kwargs),
+    )
+    if spec.channels not in (1, 3):
+        raise UserError(f"{pickle_path}: {spec.channels}-channel networks are not supported")
+    recorded = {k: arch.pop(k) for k in _RECORDED if k in arch}
+    for key in _SPEC_KEYS:
+        arch.pop(key)
+    arch["conditional"] = spec.num_classes > 0
+    overrides = [(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in arch.items()]
+    cfg = build_config("stylegan2", "paper", overrides=overrides)
+    model = get_family("stylegan2")(cfg.family, spec)
+    _load(model.G_ema, nets.G_ema, "G_ema", pickle_path)
+    _load(model.G, nets.G if nets.G is not None else nets.G_ema, "G", pickle_path)
+    if nets.D is not None:
+        _load(model.D, nets.D, "D", pickle_path)
+    meta: dict[str, Any] = {
+        "family": cfg.model,
+        "preset": cfg.preset,
+        "config": cfg.to_dict(),
+        "data_spec": spec.to_dict(),
+        "ganforge_version": __version__,
+        "losses": {},
+        "metrics": {},
+        "imported": {
+            "from": pickle_path.name,
+            "sha256": _sha256(pickle_path),
+            "format": "stylegan2-ada-pytorch",
+            "has_G": nets.G is not None,
+            "has_D": nets.D is not None,
+            "training_set_kwargs": nets.training_set_kwargs,
+            **recorded,
+        },
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(cfg.to_yaml())
+    # no optimizer state: an imported network is for use; training state starts fresh
+    state = {"step": 0, "imported": True}
+    save_checkpoint(out, 0, model.state_dict(), state, meta, keep=1)
+    return out
+
+
+def _load(module, state: dict, what: str, path: Path) -> None:
+    try:
+        result = module.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # a shape that disagrees with the inferred architecture
+        first = str(err).strip().splitlines()[-1].strip()
+        raise UserError(f"{path}: {what} does not fit GANForge's stylegan2 ({first})") from None
+    if result.missing_keys or result.unexpected_keys:
+        detail = ", ".join(
+            [f"missing {k}" for k in result.missing_keys[:3]]
+            + [f"unexpected {k}" for k in result.unexpected_keys[:3]]
+        )
+        raise UserError(f"{path}: {what} does not fit GANForge's stylegan2 ({detail})")
+
+
+def _dataset_name(kwargs: dict | None) -> str:
+    if kwargs and isinstance(kwargs.get("path"), str):
+        return "imported:" + Path(kwargs["path"]).name
+    return "imported"
