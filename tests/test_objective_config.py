@@ -118,6 +118,9 @@ def test_acgan_learns_class_heads_on_both_sides(tmp_path):
         ("dcgan", ["eval.every=100", "eval.metrics=fid,cas"], "need a class-conditional model"),
         ("wgan", ["reg.gp=10"], "reg.clip cannot be combined"),
         ("dcgan", ["augment=diffaugment", "augment_policy=color,flip"], "flip"),
+        ("wgan", ["d_output=sigmoid"], "loss=wasserstein with d_output=sigmoid cannot work"),
+        ("dcgan", ["loss=hinge", "d_output=sigmoid"], "hinge margins"),
+        ("dcgan", ["d_output=softmax"], "invalid value 'softmax' for d_output"),
     ],
 )
 def test_combinations_that_cannot_work_are_refused_before_training(model, sets, message, capsys):
@@ -145,3 +148,22 @@ def test_acgan_class_head_on_real_only_when_asked():
         F.cross_entropy(real_aux, batch["label"]) + F.cross_entropy(fake_aux, inputs[1])
     )
     assert torch.allclose(both, expected)
+
+
+def test_sigmoid_output_d_matches_bce_on_probabilities_and_saturates_like_it():
+    """d_output=sigmoid: the loss is nn.BCELoss on sigmoid(D), including its cap of 100 on a
+    saturated log term and the zero gradient of a saturated sigmoid."""
+    import torch.nn.functional as F
+
+    model = ganforge.create_model("dcgan", "tiny", d_output="sigmoid")
+    raw = torch.tensor([-3.0, 0.5, 40.0], requires_grad=True)
+    model.discriminate = lambda images, labels: (raw, None)
+    logits, _ = model._discriminate(None, None)
+    p = torch.sigmoid(raw)
+    ours = F.binary_cross_entropy_with_logits(logits, torch.zeros(3), reduction="none")
+    ref = F.binary_cross_entropy(p, torch.zeros(3), reduction="none")
+    assert torch.allclose(ours, ref, atol=1e-5)
+    assert ours[2].item() == pytest.approx(100.0)  # log(1 - 1) capped, as BCELoss does
+    ours.sum().backward()
+    assert raw.grad[2].item() == 0.0 and raw.grad[1].item() != 0.0
+    assert ganforge.create_model("dcgan", "classic32").cfg.d_output == "sigmoid"

@@ -27,6 +27,10 @@ from ..regularizers import (
 )
 from .base import Batch, GANModel, Losses, OptimSpec, Phase
 
+D_OUTPUTS = ("logit", "sigmoid")
+# losses that read D's output as a probability's logit, and so also work with a sigmoid D
+SIGMOID_LOSSES = frozenset({"nonsaturating", "minimax", "logistic"})
+
 
 @dataclass
 class RegConfig:
@@ -56,6 +60,9 @@ class Objective:
     lr_d: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
     label_smoothing: float = 0.0  # one-sided, for the probabilistic losses: real target 1 - this
+    # D's last activation: logit (raw scores; the losses apply any sigmoid themselves) or
+    # sigmoid (probabilities, as in the classic nn.Sigmoid + nn.BCELoss references)
+    d_output: str = "logit"
 
     def validate(self) -> None:
         check(self.loss in LOSSES, "loss", self.loss, f"use one of {', '.join(LOSSES)}")
@@ -101,6 +108,18 @@ class Objective:
             raise UserError(
                 f"label_smoothing applies to BCE losses, not loss={self.loss}; "
                 "set label_smoothing=0"
+            )
+        check(self.d_output in D_OUTPUTS, "d_output", self.d_output, "use logit or sigmoid")
+        if self.d_output == "sigmoid" and self.loss not in SIGMOID_LOSSES:
+            why = {
+                "wasserstein": "the critic must be unbounded: squashed into (0, 1) its "
+                "Wasserstein estimate saturates and its gradients vanish",
+                "hinge": "the hinge margins at -1 and +1 lie outside a sigmoid's (0, 1)",
+                "lsgan": "least squares targets a raw score, not a probability",
+            }.get(self.loss, "this loss reads raw scores")
+            raise UserError(
+                f"loss={self.loss} with d_output=sigmoid cannot work: {why}; "
+                "use d_output=logit (or a BCE loss: nonsaturating, minimax, logistic)"
             )
         if self.loss == "wasserstein" and not (r.clip or r.gp or self.spectral_norm):
             raise UserError(
@@ -174,7 +193,19 @@ class TwoPlayerModel(GANModel):
         return {}
 
     def critic(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        return self.discriminate(images, labels)[0]
+        return self._discriminate(images, labels)[0]
+
+    def _discriminate(self, images: torch.Tensor, labels: torch.Tensor | None):
+        """`discriminate`, with a sigmoid-output D's probabilities turned back into the logits
+        the losses take: ``logit(sigmoid(s))`` clamped to +-100, which keeps the sigmoid's
+        float32 saturation (zero gradient) and BCELoss's cap of 100 on each log term."""
+        out, aux = self.discriminate(images, labels)
+        if self.cfg.d_output == "sigmoid":
+            p = torch.sigmoid(out)
+            saturated = (p <= 0) | (p >= 1)  # float32 rounded: no gradient, the cap of 100
+            safe = torch.logit(torch.where(saturated, torch.full_like(p, 0.5), p))
+            out = torch.where(saturated, torch.sign(p - 0.5) * 100, safe).clamp(-100, 100)
+        return out, aux
 
     def _clip(self) -> None:
         clip_weights_(self.D, self.cfg.reg.clip)
@@ -207,7 +238,7 @@ class TwoPlayerModel(GANModel):
         inputs = self._generator_inputs(batch)
         fake = self.G(*inputs)
         ctx["fake"], ctx["fake_inputs"] = fake.detach(), inputs
-        logits, aux = self.discriminate(fake, self._fake_labels(inputs))
+        logits, aux = self._discriminate(fake, self._fake_labels(inputs))
         losses = dict(get_loss(self.cfg.loss)[1](logits))
         self._add(losses, self.aux_losses("G", None, aux, batch, inputs))
         if self.cfg.reg.ortho:
@@ -226,8 +257,8 @@ class TwoPlayerModel(GANModel):
             real = real.detach().requires_grad_(True)
         if eager_r2:
             fake = fake.detach().requires_grad_(True)
-        real_logits, real_aux = self.discriminate(real, labels)
-        fake_logits, fake_aux = self.discriminate(fake, fake_labels)
+        real_logits, real_aux = self._discriminate(real, labels)
+        fake_logits, fake_aux = self._discriminate(fake, fake_labels)
         if c.loss == "nonsaturating":
             losses = d_nonsaturating(real_logits, fake_logits, real_target=1 - c.label_smoothing)
         else:

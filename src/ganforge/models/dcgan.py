@@ -230,6 +230,7 @@ class DCGAN(TwoPlayerModel):
         },
         "classic32": {
             "arch": "classic32",
+            "d_output": "sigmoid",  # the reference ends D in nn.Sigmoid and uses nn.BCELoss
             "resolution": 32,
             "g_channels": [128, 128, 64],
             "d_channels": [16, 32, 64, 128],
