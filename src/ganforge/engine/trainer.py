@@ -226,6 +226,8 @@ class Trainer:
     def _iteration(self, meter: LossMeter) -> None:
         ctx: dict[str, Any] = {}
         batch: dict[str, torch.Tensor] | None = None
+        for group in self.model.begin_iteration(self.step):
+            self.optimizers[group].state.clear()
         for phase in self.phases:
             if self.step % phase.every:
                 continue

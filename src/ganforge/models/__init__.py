@@ -9,6 +9,8 @@ from . import (  # noqa: F401  (registration side effect)
     dcgan,
     gan,
     infogan,
+    progan,
+    stylegan,
     stylegan2,
     wgan,
 )

@@ -43,6 +43,9 @@ class RegConfig:
     every: int = 1  # lazy interval for R1/R2: every N steps, the loss scaled by N
     clip: float = 0.0  # clamp D's weights to [-clip, clip] after each step (WGAN: 0.01)
     ortho: float = 0.0  # orthogonal regularization of G's weights (BigGAN: 1e-4)
+    # drift * E[D(real)^2] (ProGAN: 0.001): a Wasserstein critic's loss depends only on the
+    # difference of its outputs, so nothing else stops them drifting far from 0 together
+    drift: float = 0.0
 
 
 @dataclass
@@ -67,7 +70,7 @@ class Objective:
     def validate(self) -> None:
         check(self.loss in LOSSES, "loss", self.loss, f"use one of {', '.join(LOSSES)}")
         r = self.reg
-        for name in ("gp", "r1", "r2", "clip", "ortho"):
+        for name in ("gp", "r1", "r2", "clip", "ortho", "drift"):
             check(getattr(r, name) >= 0, f"reg.{name}", getattr(r, name), "use 0 (off) or more")
         check(r.every >= 1, "reg.every", r.every, "use 1 (every step) or a longer interval")
         check(self.n_critic >= 1, "n_critic", self.n_critic, "use 1 or more D steps per G step")
@@ -264,6 +267,8 @@ class TwoPlayerModel(GANModel):
         else:
             losses = get_loss(c.loss)[0](real_logits, fake_logits)
         losses = dict(losses)
+        if r.drift:
+            self._add(losses, {"drift": r.drift * real_logits.float().square().mean()})
         self._add(losses, self.aux_losses("D", real_aux, fake_aux, batch, inputs))
         self._add(
             losses,
