@@ -14,6 +14,9 @@ EPILOG = """examples:
   ganforge train dcgan --resume --out runs/c --steps 6000
   ganforge sample runs/dcgan-fmnist --n 64 --out grid.png
   ganforge summary dcgan --preset classic32
+  ganforge interpolate runs/sg2 --seeds 1,2,3 --frames 60 --out walk.gif
+  ganforge mix runs/sg2 --rows 1,2,3 --cols 4,5,6 --layers 0-3 --out mix.png
+  ganforge project runs/sg2 photo.png --steps 500 --out proj
 """
 
 
@@ -43,6 +46,91 @@ def _add_set_option(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override any setting, e.g. --set lr_g=1e-4 --set train.log_every=10 (repeatable)",
     )
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--checkpoint", help="checkpoint folder name, e.g. step-000500 (default: newest)"
+    )
+    p.add_argument("--device", default="cpu", help="cpu (default) | cuda | auto")
+
+
+def _add_latent_parsers(sub) -> None:
+    """interpolate, mix and project: the latent tools of `ganforge.tools.latent`."""
+    p = sub.add_parser(
+        "interpolate",
+        help="an animated GIF walking through the latents of some seeds",
+        description="Walk from seed to seed (seed S is the image 'ganforge sample --n 1 "
+        "--seed S' shows).  Style-based models walk in W by default, others in z.",
+    )
+    p.add_argument("run", help="run folder (trained or imported)")
+    p.add_argument("--seeds", required=True, help="seeds in walk order, e.g. 1,2,3 or 0-4")
+    p.add_argument(
+        "--frames",
+        type=_int,
+        default=60,
+        help="total frames; every seed falls on one (default: 60)",
+    )
+    p.add_argument("--out", help="output GIF (default: RUN/samples/walk-SEEDS.gif)")
+    p.add_argument(
+        "--space", choices=["w", "z"], help="w: lerp in W (style-based default); z: slerp in z"
+    )
+    p.add_argument(
+        "--truncation", type=float, default=1.0, help="truncation psi (default: 1, none)"
+    )
+    p.add_argument(
+        "--class",
+        dest="label",
+        type=_int,
+        help="class for conditional models (default: the seeds cycle through the classes)",
+    )
+    p.add_argument("--fps", type=float, default=20.0, help="frames per second (default: 20)")
+    p.add_argument(
+        "--loop", action="store_true", help="walk back to the first seed (a seamless loop)"
+    )
+    _add_run_options(p)
+
+    p = sub.add_parser(
+        "mix",
+        help="the style-mixing figure of a style-based model (PNG grid)",
+        description="First row: the column seeds; first column: the row seeds; cell (r, c): "
+        "the row seed's styles with --layers taken from the column seed.",
+    )
+    p.add_argument("run", help="run folder of a style-based model (stylegan2, stylegan)")
+    p.add_argument("--rows", required=True, help="row seeds, e.g. 1,2,3 or 1-3")
+    p.add_argument("--cols", required=True, help="column seeds, e.g. 4,5,6")
+    p.add_argument(
+        "--layers",
+        required=True,
+        help="layers (ws) taken from the column seed: a-b inclusive or a list, e.g. 0-3 "
+        "(coarse: pose, shape) or 6,7 (fine: colour)",
+    )
+    p.add_argument("--out", help="output PNG (default: RUN/samples/mix.png)")
+    p.add_argument(
+        "--truncation", type=float, default=1.0, help="truncation psi (default: 1, none)"
+    )
+    p.add_argument("--class", dest="label", type=_int, help="class for conditional models")
+    _add_run_options(p)
+
+    p = sub.add_parser(
+        "project",
+        help="find the latent w that reconstructs an image (style-based models)",
+        description="Optimize one w (and with --noise the noise maps) so that the generator "
+        "reproduces TARGET; writes reconstruction.png, target.png and latent.safetensors.",
+    )
+    p.add_argument("run", help="run folder of a style-based model (stylegan2, stylegan)")
+    p.add_argument("target", help="image file; converted to the network's size and channels")
+    p.add_argument(
+        "--steps", type=_positive_int, default=500, help="optimization steps (default: 500)"
+    )
+    p.add_argument("--noise", action="store_true", help="also optimize the noise maps")
+    p.add_argument("--out", help="output folder (default: RUN/projections/TARGET-NAME)")
+    p.add_argument("--seed", type=_int, default=0, help="random seed (default: 0)")
+    p.add_argument("--lr", type=float, default=0.1, help="peak learning rate (default: 0.1)")
+    p.add_argument(
+        "--class", dest="label", type=_int, help="conditional models: start from this class"
+    )
+    _add_run_options(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--truncation",
         type=float,
         default=1.0,
-        help="truncation psi in (0, 1]; lower trades variety for fidelity (default: 1)",
+        help="truncation psi: lower trades variety for fidelity (default: 1); (0, 1] scales z, "
+        "style-based models take [0, 1.5] around the mean w",
     )
     p.add_argument(
         "--checkpoint", help="checkpoint folder name, e.g. step-000500 (default: newest)"
@@ -151,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--metrics",
         default="fid,kid,pr",
-        help="comma-separated: fid, kid, is, pr, dc, cas, ifid (default: fid,kid,pr)",
+        help="comma-separated: fid, kid, is, pr, dc, cas, ifid, ppl (default: fid,kid,pr)",
     )
     p.add_argument(
         "--n",
@@ -187,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", choices=["stylegan2"], help="stylegan2: a StyleGAN2-ADA PyTorch .pkl")
     p.add_argument("file", help="the network file, e.g. network-snapshot-025000.pkl")
     p.add_argument("--out", required=True, help="the new run folder (never overwritten)")
+
+    _add_latent_parsers(sub)
 
     p = sub.add_parser("features", help="build the domain feature network of a data set")
     p.add_argument(
@@ -330,6 +421,85 @@ def cmd_sample(args: argparse.Namespace) -> None:
     print(f"wrote {args.n} images from {g.path} to {out}")
 
 
+def cmd_interpolate(args: argparse.Namespace) -> None:
+    from .api import load
+    from .tools.latent import interpolate, parse_int_list, save_gif
+
+    seeds = parse_int_list(args.seeds, "--seeds")
+    if not args.fps > 0:
+        raise UserError(f"--fps {args.fps} must be positive (e.g. 20)")
+    g = load(args.run, checkpoint=args.checkpoint, device=args.device)
+    frames = interpolate(
+        g,
+        seeds,
+        args.frames,
+        space=args.space,
+        truncation=args.truncation,
+        labels=args.label,
+        loop=args.loop,
+    )
+    name = f"walk-{'-'.join(map(str, seeds[:8]))}.gif"
+    out = Path(args.out) if args.out else Path(args.run) / "samples" / name
+    save_gif(frames, out, fps=args.fps)
+    print(f"wrote {len(frames)} frames through seeds {args.seeds} from {g.path} to {out}")
+
+
+def cmd_mix(args: argparse.Namespace) -> None:
+    from .api import load
+    from .images import save_grid
+    from .tools.latent import parse_int_list, style_mix
+
+    rows = parse_int_list(args.rows, "--rows")
+    cols = parse_int_list(args.cols, "--cols")
+    layers = parse_int_list(args.layers, "--layers")
+    g = load(args.run, checkpoint=args.checkpoint, device=args.device)
+    cells = style_mix(g, rows, cols, layers, truncation=args.truncation, label=args.label)
+    out = Path(args.out) if args.out else Path(args.run) / "samples" / "mix.png"
+    save_grid(cells, out, nrow=len(cols) + 1)
+    print(
+        f"wrote a {len(rows)}x{len(cols)} style-mixing grid (layers {args.layers} from the "
+        f"column seeds) from {g.path} to {out}"
+    )
+
+
+def cmd_project(args: argparse.Namespace) -> None:
+    from safetensors.torch import save_file
+
+    from .api import load
+    from .images import save_image, to_uint8
+    from .tools.latent import project
+
+    target = Path(args.target)
+    if not target.is_file():
+        raise UserError(f"target image '{target}' does not exist")
+    g = load(args.run, checkpoint=args.checkpoint, device=args.device)
+    result = project(
+        g,
+        target,
+        steps=args.steps,
+        lr=args.lr,
+        noise=args.noise,
+        seed=args.seed,
+        label=args.label,
+        progress=True,
+    )
+    out = Path(args.out) if args.out else Path(args.run) / "projections" / target.stem
+    save_image(to_uint8(result.image)[0], out / "reconstruction.png")
+    save_image(to_uint8(result.target)[0], out / "target.png")
+    tensors = {"w": result.w.contiguous()}
+    tensors.update({f"noise.{k}": v.contiguous() for k, v in result.noise_buffers.items()})
+    meta = {
+        "run": str(g.path),
+        "target": str(target),
+        "steps": str(args.steps),
+        "psnr": f"{result.psnr:.4f}",
+        "distance": result.distance,
+    }
+    save_file(tensors, str(out / "latent.safetensors"), metadata=meta)
+    print(f"PSNR {result.psnr:.2f} dB after {args.steps} steps; distance: {result.distance}")
+    print(f"wrote reconstruction.png, target.png and latent.safetensors to {out}")
+
+
 def cmd_import(args: argparse.Namespace) -> None:
     from .tools.imports import import_stylegan2
 
@@ -345,6 +515,9 @@ COMMANDS = {
     "eval": cmd_eval,
     "features": cmd_features,
     "import": cmd_import,
+    "interpolate": cmd_interpolate,
+    "mix": cmd_mix,
+    "project": cmd_project,
 }
 
 

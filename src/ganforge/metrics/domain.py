@@ -78,8 +78,14 @@ class DomainClassifier(nn.Module):
         return self.head(self.features(images))
 
     def _fit(self, images: torch.Tensor) -> torch.Tensor:
-        """Bring any image size to the network's resolution (both sides of a comparison get the
-        same treatment, so this changes no ranking)."""
+        """Bring any image size and channel count (luma or repeated gray) to the network's
+        (both sides of a comparison get the same treatment, so this changes no ranking)."""
+        if images.shape[1] != self.channels:
+            if self.channels == 1:
+                luma = torch.tensor([0.299, 0.587, 0.114], dtype=images.dtype)
+                images = (images[:, :3] * luma.to(images.device).view(1, 3, 1, 1)).sum(1, True)
+            else:
+                images = images[:, :1].expand(-1, self.channels, -1, -1)
         if images.shape[-1] != self.resolution or images.shape[-2] != self.resolution:
             images = F.interpolate(
                 images,
@@ -200,19 +206,45 @@ def build_domain_network(
         return _build(dataset, data_dir, settings or DomainSettings(), progress, rebuild)
 
 
+def cached_domain_network(
+    dataset: str, *, data_dir: str | None = None, settings: DomainSettings | None = None
+) -> tuple[DomainClassifier, dict] | None:
+    """The domain network of ``dataset`` if it is already in the cache, else None: never
+    trains and never downloads (for optional uses such as projection's perceptual term).
+    Raises `UserError` when the data set itself cannot be loaded."""
+    settings = settings or DomainSettings()
+    train = load_dataset(dataset, split="train", data_dir=data_dir, download=False)
+    _, _, weights_file, record_file = _cache_files(train, settings)
+    with torch.random.fork_rng(devices=[]):  # building the empty network draws from the RNG
+        return _cached(train.spec, settings, weights_file, record_file)
+
+
+def _cache_files(train: ImageDataset, settings: DomainSettings) -> tuple[str, str, Path, Path]:
+    """(name, hash, weights file, record file) of the network for ``train`` and ``settings``."""
+    digest = network_hash(train, settings)
+    name = f"domain-{train.spec.name.replace(':', '_').replace('/', '_')}-{digest}"
+    return name, digest, cache_dir() / f"{name}.safetensors", cache_dir() / f"{name}.json"
+
+
+def _cached(
+    spec, settings: DomainSettings, weights_file: Path, record_file: Path
+) -> tuple[DomainClassifier, dict] | None:
+    if not (weights_file.exists() and record_file.exists()):
+        return None
+    net = DomainClassifier(spec.channels, spec.resolution, spec.num_classes, settings)
+    net.load_state_dict(load_file(str(weights_file)))
+    return net.eval(), {**json.loads(record_file.read_text()), "file": str(weights_file)}
+
+
 def _build(
     dataset: str, data_dir: str | None, settings: DomainSettings, progress: bool, rebuild: bool
 ) -> tuple[DomainClassifier, dict]:
     train = load_dataset(dataset, split="train", data_dir=data_dir)
-    digest = network_hash(train, settings)
-    name = f"domain-{train.spec.name.replace(':', '_').replace('/', '_')}-{digest}"
-    weights_file = cache_dir() / f"{name}.safetensors"
-    record_file = cache_dir() / f"{name}.json"
+    name, digest, weights_file, record_file = _cache_files(train, settings)
     spec = train.spec
-    net = DomainClassifier(spec.channels, spec.resolution, spec.num_classes, settings)
-    if weights_file.exists() and record_file.exists() and not rebuild:
-        net.load_state_dict(load_file(str(weights_file)))
-        return net.eval(), {**json.loads(record_file.read_text()), "file": str(weights_file)}
+    found = None if rebuild else _cached(spec, settings, weights_file, record_file)
+    if found is not None:
+        return found
     net = train_classifier(train, settings, progress=progress)
     test = load_dataset(dataset, split="test", data_dir=data_dir)
     record = {

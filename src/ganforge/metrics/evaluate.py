@@ -21,9 +21,11 @@ import torch
 
 from ..data import DataSpec, ImageDataset, load_dataset
 from ..errors import UserError, did_you_mean
+from ..tools.latent import is_style_based
 from . import stats
 from .domain import DomainClassifier, DomainSettings, accuracy, build_domain_network, cache_dir
 from .domain import train_classifier as train_domain_classifier
+from .ppl import perceptual_path_length
 
 METRICS = {
     "fid": "Frechet distance between feature Gaussians (lower is better)",
@@ -33,8 +35,12 @@ METRICS = {
     "dc": "density and coverage, k=5 (higher is better)",
     "cas": "classification accuracy score: trained on generated, tested on real (conditional)",
     "ifid": "intra-class FID: mean FID over classes (conditional)",
+    "ppl": "perceptual path length in W, end sampling, domain features (style-based; lower is "
+    "better)",
 }
 CONDITIONAL_ONLY = ("cas", "ifid")
+#: metrics of a style-based generator itself (they need G's mapping and synthesis)
+STYLE_ONLY = ("ppl",)
 #: The figures each metric produces; the direction in which they improve.
 FIGURES = {
     "fid": ("fid",),
@@ -44,8 +50,9 @@ FIGURES = {
     "dc": ("density", "coverage"),
     "cas": ("cas",),
     "ifid": ("ifid",),
+    "ppl": ("ppl",),
 }
-LOWER_IS_BETTER = {"fid", "kid", "ifid"}
+LOWER_IS_BETTER = {"fid", "kid", "ifid", "ppl"}
 
 
 def produced_by(names: list[str]) -> list[str]:
@@ -192,7 +199,10 @@ def evaluate(
     The generated side is, in this order: ``generator`` (anything with ``generate``, ``spec``
     and ``conditional``: a model in training, or `ganforge.load`'s result), the newest good
     checkpoint of ``run_dir``, or the images in ``fake``.  The real side is ``real`` (a folder
-    or .npz) or ``n`` images of the data set's ``split``."""
+    or .npz) or ``n`` images of the data set's ``split``.  ``ppl`` needs no real side: it
+    measures a style-based generator itself over ``n`` pairs, always with the domain network.
+    Metrics that do not apply (conditional-only, style-only) are skipped with a note through
+    ``warn``; if none is left, that is an error."""
     warn = warn or (lambda m: print(m, file=sys.stderr))
     names = parse_metrics(metrics)
     if n < 2:
@@ -204,73 +214,144 @@ def evaluate(
         from ..api import load
 
         model = load(run_dir)
+        if model.spec.name.startswith("imported") and dataset is None and real is None:
+            raise UserError(
+                f"'{run_dir}' holds imported networks whose training images are not known "
+                "here; give --real FOLDER|FILE.npz with images of their domain (or --dataset)"
+            )
         dataset = dataset or model.config.data.name
         data_dir = data_dir or model.config.data.dir
         fake_source = f"{model.path} (step {model.step})"
     elif model is None and fake is None:
         raise UserError("nothing to evaluate: give a run folder, or --fake DIR|FILE.npz")
-    net, record, res, ch = _feature_network(features, dataset, data_dir, model, inception_weights)
-
-    fake_labels = None
-    if model is None:
-        from .sources import load_images
-
-        fake_images, fake_source = load_images(fake, res, ch, warn=warn), str(fake)
-    else:
-        fake_images, fake_labels = _generate(model, n, seed)
-    real_images, real_labels, real_source = _real_images(
-        real, dataset, data_dir, split, n, res, ch, seed, warn
+    conditional = model is not None and model.conditional and dataset is not None
+    skipped = _unavailable(names, model, conditional)
+    wanted = [m for m in names if m not in skipped]
+    if not wanted:
+        raise UserError("; ".join(skipped.values()) + "; nothing left to evaluate")
+    for reason in skipped.values():
+        warn(f"note: {reason}; skipped")
+    sets = [m for m in wanted if m not in STYLE_ONLY]
+    # ppl always measures with the domain network: Inception quantizes its input to 8 bits,
+    # which erases an epsilon step
+    net, record, res, ch = _feature_network(
+        features if sets else "domain", dataset, data_dir, model, inception_weights
     )
-    real_feats = cached_real_features(
-        net, record["hash"], real_images, {"source": real_source, "res": res}
-    )
-    fake_feats = extract(net, fake_images)
-
-    conditional = fake_labels is not None and dataset is not None
-    wanted = [m for m in names if conditional or m not in CONDITIONAL_ONLY]
-    for m in sorted(set(names) - set(wanted)):
-        warn(f"note: {m} needs a class-conditional model and its data set; skipped")
-    scores = score(
-        real_feats,
-        fake_feats,
-        wanted,
-        seed=seed,
-        fake_labels=None if fake_labels is None else fake_labels.numpy(),
-        real_labels=None if real_labels is None else real_labels.numpy(),
-    )
-    if conditional and features == "domain":
-        agree = fake_feats.probs.argmax(1) == fake_labels.numpy()
-        scores["label_agreement"] = float(agree.mean())
-    if conditional and "cas" in wanted:
-        test = load_dataset(dataset, split="test", resolution=res, channels=ch, data_dir=data_dir)
-        scores["cas"] = classification_accuracy_score(
-            fake_images, fake_labels, test, DomainSettings()
-        )
-    baseline = None
-    if dataset is not None:
-        floor_metrics = [m for m in wanted if m in ("fid", "kid", "is", "pr", "dc")]
-        baseline = _real_vs_real(
-            net, record, dataset, data_dir, res, ch, split, len(real_images), floor_metrics, seed
-        )
-    report = {
+    report: dict[str, Any] = {
         "features": {
-            "name": features,
+            "name": features if sets else "domain",
             "hash": record["hash"],
             "dataset": record["dataset"],
             "test_accuracy": record["test_accuracy"],
-            "dim": int(fake_feats.features.shape[1]),
+            "dim": record.get("features"),
         },
-        "generated": {"source": fake_source, "n": int(len(fake_images))},
-        "real": {"source": real_source, "n": int(len(real_images))},
-        "metrics": scores,
-        "real_vs_real": baseline,
+        "generated": None,
+        "real": None,
+        "metrics": {},
+        "real_vs_real": None,
     }
+    if sets:
+        request = _SetsRequest(dataset, data_dir, split, n, seed, real, fake, res, ch, warn)
+        _compare_sets(report, request, net, record, model, fake_source, sets)
+    if "ppl" in wanted:
+        if features != "domain" and sets:  # the set metrics used Inception
+            net, record = build_domain_network(dataset, data_dir=data_dir)
+        found = perceptual_path_length(model, net, n=n, seed=seed)
+        report["metrics"]["ppl"] = found["ppl"]
+        report["ppl"] = {
+            "source": fake_source,
+            "pairs": found["n"],
+            "kept": found["kept"],
+            "epsilon": found["epsilon"],
+            "space": "w",
+            "sampling": "end",
+            "features": {"name": "domain", "hash": record["hash"]},
+        }
     target = Path(out) if out else (Path(run_dir) / "eval.json" if run_dir else None)
     if target is not None:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(report, indent=2) + "\n")
         report["written_to"] = str(target)
     return report
+
+
+def _unavailable(names: list[str], model: Any, conditional: bool) -> dict[str, str]:
+    """Requested metrics that cannot be computed here, with the reason for each."""
+    out = {}
+    for name in names:
+        if name in CONDITIONAL_ONLY and not conditional:
+            out[name] = f"{name} needs a class-conditional model and its data set"
+        elif name in STYLE_ONLY and model is None:
+            out[name] = f"{name} needs a generator, not a set of images"
+        elif name in STYLE_ONLY and not is_style_based(model):
+            config = getattr(model, "config", None)
+            family = config.model if config is not None else type(model).__name__.lower()
+            out[name] = (
+                f"{name} needs a style-based generator (stylegan2, stylegan); "
+                f"this is a {family} model"
+            )
+    return out
+
+
+@dataclass
+class _SetsRequest:
+    """What `evaluate` was asked, as the set-comparing metrics need it."""
+
+    dataset: str | None
+    data_dir: str | None
+    split: str
+    n: int
+    seed: int
+    real: str | Path | None
+    fake: str | Path | None
+    res: int
+    ch: int
+    warn: Any
+
+
+def _compare_sets(report, q: _SetsRequest, net, record, model, fake_source, names) -> None:
+    """The metrics that compare a generated set with a real one; fills ``report``."""
+    dataset, data_dir, split, res, ch, seed = q.dataset, q.data_dir, q.split, q.res, q.ch, q.seed
+    fake_labels = None
+    if model is None:
+        from .sources import load_images
+
+        fake_images, fake_source = load_images(q.fake, res, ch, warn=q.warn), str(q.fake)
+    else:
+        fake_images, fake_labels = _generate(model, q.n, seed)
+    real_images, real_labels, real_source = _real_images(
+        q.real, dataset, data_dir, split, q.n, res, ch, seed, q.warn
+    )
+    real_feats = cached_real_features(
+        net, record["hash"], real_images, {"source": real_source, "res": res}
+    )
+    fake_feats = extract(net, fake_images)
+    conditional = fake_labels is not None and dataset is not None
+    scores = score(
+        real_feats,
+        fake_feats,
+        names,
+        seed=seed,
+        fake_labels=None if fake_labels is None else fake_labels.numpy(),
+        real_labels=None if real_labels is None else real_labels.numpy(),
+    )
+    if conditional and report["features"]["name"] == "domain":
+        agree = fake_feats.probs.argmax(1) == fake_labels.numpy()
+        scores["label_agreement"] = float(agree.mean())
+    if conditional and "cas" in names:
+        test = load_dataset(dataset, split="test", resolution=res, channels=ch, data_dir=data_dir)
+        scores["cas"] = classification_accuracy_score(
+            fake_images, fake_labels, test, DomainSettings()
+        )
+    if dataset is not None:
+        floor_metrics = [m for m in names if m in ("fid", "kid", "is", "pr", "dc")]
+        report["real_vs_real"] = _real_vs_real(
+            net, record, dataset, data_dir, res, ch, split, len(real_images), floor_metrics, seed
+        )
+    report["features"]["dim"] = int(fake_feats.features.shape[1])
+    report["generated"] = {"source": fake_source, "n": int(len(fake_images))}
+    report["real"] = {"source": real_source, "n": int(len(real_images))}
+    report["metrics"].update(scores)
 
 
 def _feature_network(
@@ -378,13 +459,17 @@ def format_report(report: dict[str, Any]) -> str:
         )
     else:
         network = f"{f['name']} ({f['dim']}-d, weights {f['hash']})"
-    lines = [
-        f"features: {network}",
-        f"generated: {g['n']:,} images from {g['source']}",
-        f"real: {r['n']:,} images, {r['source']}",
-        "",
-        f"{'metric':<16}{'value':>18}{'real vs real':>16}",
-    ]
+    lines = [f"features: {network}"]
+    if g is not None:
+        lines += [f"generated: {g['n']:,} images from {g['source']}"]
+        lines += [f"real: {r['n']:,} images, {r['source']}"]
+    if "ppl" in report:
+        p = report["ppl"]
+        lines.append(
+            f"ppl: {p['pairs']:,} pairs of images from {p['source']}, epsilon {p['epsilon']:g} "
+            f"apart in W; {p['kept']:,} kept (1st to 99th percentile)"
+        )
+    lines += ["", f"{'metric':<16}{'value':>18}{'real vs real':>16}"]
     for key, value in report["metrics"].items():
         if key.endswith("_std"):
             continue
@@ -394,6 +479,6 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"{key:<16}{shown:>18}{beside:>16}")
     if floor:
         lines.append(f"(real vs real: {floor['splits']} splits, {floor['n']:,} images each)")
-    else:
+    elif g is not None:
         lines.append("(no real-vs-real figure: give --dataset to have one)")
     return "\n".join(lines)
