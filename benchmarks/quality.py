@@ -149,9 +149,19 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--docs", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="replace these families' rows in the existing table, keep the others",
+    )
     args = parser.parse_args()
     families = [f.strip() for f in args.families.split(",") if f.strip()]
     build_domain_network("fmnist")  # built once, before any clock starts
+    command = (
+        f"python benchmarks/quality.py --families {','.join(families)} "
+        f"--budget-minutes {args.budget_minutes:g} --n {args.n}"
+        + (" --update" if args.update else "")
+    )
     rows = []
     for family in families:
         start = time.perf_counter()
@@ -160,18 +170,24 @@ def main() -> None:
         )
         row = measure(family, run, args.n)
         row["wall_s"] = round(time.perf_counter() - start, 1)
+        row["command"] = command
         rows.append(row)
         grid = sorted((run / "samples").glob("step-*.png"))[-1]
         target = ROOT / "docs" / "images" / "benchmarks" / f"{family}.png"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(grid, target)
         print(json.dumps(row), flush=True)
-    command = (
-        f"python benchmarks/quality.py --families {','.join(families)} "
-        f"--budget-minutes {args.budget_minutes:g} --n {args.n}"
-    )
-    Path(args.docs).write_text(markdown(rows, args.budget_minutes, args.n, [command]))
-    (Path(args.docs).with_suffix(".json")).write_text(json.dumps(rows, indent=2) + "\n")
+    out_json = Path(args.docs).with_suffix(".json")
+    if args.update and out_json.exists():
+        kept = [r for r in json.loads(out_json.read_text()) if r["family"] not in families]
+        order = {f: i for i, f in enumerate(FAMILIES)}
+        rows = sorted(kept + rows, key=lambda r: order.get(r["family"], len(order)))
+    # rows written before commands were recorded came from the default full run
+    default = f"python benchmarks/quality.py --families {','.join(FAMILIES)} --budget-minutes 15"
+    default += f" --n {args.n}"
+    commands = list(dict.fromkeys(r.get("command", default) for r in rows))
+    Path(args.docs).write_text(markdown(rows, args.budget_minutes, args.n, commands))
+    out_json.write_text(json.dumps(rows, indent=2) + "\n")
 
 
 if __name__ == "__main__":

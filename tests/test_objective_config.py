@@ -121,6 +121,7 @@ def test_acgan_learns_class_heads_on_both_sides(tmp_path):
         ("wgan", ["d_output=sigmoid"], "loss=wasserstein with d_output=sigmoid cannot work"),
         ("dcgan", ["loss=hinge", "d_output=sigmoid"], "hinge margins"),
         ("dcgan", ["d_output=softmax"], "invalid value 'softmax' for d_output"),
+        ("dcgan", ["eval.every=100", "eval.metrics=fid,ppl"], "needs a style-based generator"),
     ],
 )
 def test_combinations_that_cannot_work_are_refused_before_training(model, sets, message, capsys):

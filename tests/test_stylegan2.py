@@ -193,6 +193,9 @@ def test_import_refuses_to_overwrite_and_reports_bad_files(tmp_path, capsys):
     assert not (tmp_path / "b").exists()
     with pytest.raises(UserError, match="imported networks"):
         ganforge.train("stylegan2", out=run, resume=True, dataset="digits")
+    # its training images are unknown: evaluation asks for real ones instead of guessing
+    assert main(["eval", str(run), "--n", "10"]) == 2
+    assert "give --real" in capsys.readouterr().err
 
 
 # ----- training -------------------------------------------------------------------------------

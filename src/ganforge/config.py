@@ -342,14 +342,21 @@ def build_config(
     for key, value in overrides or []:
         cfg.set(key, value)
     cfg.validate()
-    if cfg.eval.every and not family_cls.is_conditional(cfg.family):
-        from .metrics.evaluate import CONDITIONAL_ONLY, parse_metrics
+    if cfg.eval.every:
+        from .metrics.evaluate import CONDITIONAL_ONLY, STYLE_ONLY, parse_metrics
 
-        asked = [m for m in parse_metrics(cfg.eval.metrics) if m in CONDITIONAL_ONLY]
-        if asked:
+        metrics = parse_metrics(cfg.eval.metrics)
+        asked = [m for m in metrics if m in CONDITIONAL_ONLY]
+        if asked and not family_cls.is_conditional(cfg.family):
             raise UserError(
                 f"eval.metrics has {', '.join(asked)}, which need a class-conditional "
                 f"model; '{model}' is unconditional (drop them, or use cgan/acgan)"
+            )
+        asked = [m for m in metrics if m in STYLE_ONLY]
+        if asked and not family_cls.style_based:
+            raise UserError(
+                f"eval.metrics has {', '.join(asked)}, which needs a style-based generator "
+                f"(stylegan, stylegan2); '{model}' has none (drop it)"
             )
     return cfg
 

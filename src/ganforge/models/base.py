@@ -73,6 +73,8 @@ class GANModel(nn.Module):
     DEFAULT_PRESET: ClassVar[str]
     #: True when the family needs class labels (a labeled data set).
     conditional: ClassVar[bool] = False
+    #: True when G maps z to per-layer styles w (G.map / G.synthesis): latent tools, ppl.
+    style_based: ClassVar[bool] = False
     #: Resolution used by the family when the config does not fix one.
     resolution: int
 
@@ -102,6 +104,14 @@ class GANModel(nn.Module):
         """The EMA decay for this step, for families that set it themselves (a half-life in
         images); None: the engine's ``train.ema_beta`` with its ramp-up."""
         return None
+
+    def begin_iteration(self, step: int) -> tuple[str, ...]:
+        """Called by the engine before training iteration ``step`` (0-based).  Families whose
+        networks change as training goes on (ProGAN's growth) set that state here, as a pure
+        function of ``step``, so a resumed run is in the state the uninterrupted one was.
+        Returns the optimizer groups whose state (Adam's moments) the engine clears before
+        this iteration's steps; none by default."""
+        return ()
 
     def ema_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         """(source, average) pairs the engine keeps an exponential moving average of."""

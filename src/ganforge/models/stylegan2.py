@@ -361,6 +361,7 @@ class StyleGAN2(TwoPlayerModel):
     """StyleGAN2 with the paper's regularizers; ``conditional=true`` for class labels."""
 
     Config = Config
+    style_based = True
     DEFAULT_PRESET = "fmnist32"
     PRESETS: dict[str, dict[str, Any]] = {
         # small enough to train on 2 CPU cores (about 0.2 GFLOP per generated image)
