@@ -111,7 +111,7 @@ def test_every_loss_gives_scalar_parts_and_gradients(name):
 
 
 def test_loss_table():
-    assert set(LOSSES) == {"nonsaturating", "minimax", "hinge", "wasserstein", "lsgan"}
+    assert set(LOSSES) == {"nonsaturating", "minimax", "hinge", "wasserstein", "lsgan", "logistic"}
     assert set(PROBABILISTIC_LOSSES) == {"nonsaturating", "minimax"}
     assert get_loss("hinge") == (d_hinge, g_hinge)
 
@@ -373,3 +373,12 @@ def test_policy_parsing():
     assert "\n" not in message and "'transl'" in message and "translation" in message
     with pytest.raises(UserError):
         diff_augment(images(), "color,flip")
+
+
+def test_logistic_is_the_unhalved_nonsaturating_loss():
+    real, fake = torch.tensor([1.5, -0.3]), torch.tensor([0.2, -2.0])
+    d_fn, g_fn = get_loss("logistic")
+    half = get_loss("nonsaturating")[0](real, fake)["loss"]
+    assert d_fn(real, fake)["loss"].item() == pytest.approx(2 * half.item())
+    expected = torch.nn.functional.softplus(-fake).mean()
+    assert g_fn(fake)["loss"].item() == pytest.approx(expected.item())
