@@ -50,7 +50,7 @@ from ..nn.style import Conv2dLayer, MappingNetwork
 from ..nn.upfirdn import setup_filter, upfirdn2d
 from ..registry import MODELS
 from .adversarial import Objective, RegConfig, TwoPlayerModel
-from .stylegan2 import ARCHITECTURES, NOISE_MODES, Discriminator, StyleGAN2
+from .stylegan2 import ARCHITECTURES, NOISE_MODES, Discriminator, StyleGAN2, check_sampling
 from .stylegan2 import Config as StyleGAN2Config
 
 #: He gain of the convolutions followed by leaky ReLU, as in the reference; the instance norm
@@ -360,10 +360,7 @@ class StyleGAN(TwoPlayerModel):
         self, net: nn.Module, args: tuple[Any, ...], *, truncation: float, noise_mode: str
     ) -> torch.Tensor:
         """Truncation around the tracked mean w on the first ``truncation_cutoff`` layers."""
-        if noise_mode not in NOISE_MODES:
-            raise UserError(f"unknown noise mode {noise_mode!r}; use {', '.join(NOISE_MODES)}")
-        if not 0 <= truncation <= 1.5:
-            raise UserError(f"truncation {truncation} is out of range; use a value in [0, 1.5]")
+        check_sampling(truncation, noise_mode)
         return net(
             *args,
             truncation=truncation,

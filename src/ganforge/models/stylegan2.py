@@ -108,6 +108,14 @@ class Config(Objective):
         return min(base // res, top)
 
 
+def check_sampling(truncation: float, noise_mode: str) -> None:
+    """The sampling options every style-based family accepts; one line for others."""
+    if noise_mode not in NOISE_MODES:
+        raise UserError(f"unknown noise mode {noise_mode!r}; use {', '.join(NOISE_MODES)}")
+    if not 0 <= truncation <= 1.5:
+        raise UserError(f"truncation {truncation} is out of range; use a value in [0, 1.5]")
+
+
 def _clamp(value: float) -> float | None:
     return value if value > 0 else None
 
@@ -472,8 +480,5 @@ class StyleGAN2(TwoPlayerModel):
         self, net: nn.Module, args: tuple[Any, ...], *, truncation: float, noise_mode: str
     ) -> torch.Tensor:
         """Truncation around the tracked mean w (not in z), with the chosen noise."""
-        if noise_mode not in NOISE_MODES:
-            raise UserError(f"unknown noise mode {noise_mode!r}; use {', '.join(NOISE_MODES)}")
-        if not 0 <= truncation <= 1.5:
-            raise UserError(f"truncation {truncation} is out of range; use a value in [0, 1.5]")
+        check_sampling(truncation, noise_mode)
         return net(*args, truncation=truncation, noise_mode=noise_mode)
