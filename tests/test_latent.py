@@ -267,3 +267,29 @@ def test_eval_ppl_on_a_style_run_and_refused_for_dcgan(sg_run, dcgan_run, monkey
     assert report["metrics"]["ppl"] > 0 and report["ppl"]["space"] == "w"
     argv = ["eval", str(dcgan_run), "--metrics", "ppl", "--dataset", "digits"]
     one_line_error(capsys, argv, "ppl needs a style-based generator", "dcgan")
+
+
+def test_eval_truncation_draws_the_generated_set_at_that_psi(sg_run, sg, monkeypatch, tmp_path):
+    from ganforge.metrics import evaluate as evaluation
+
+    record = {"hash": "1" * 16, "dataset": "digits", "test_accuracy": 0.5, "features": 16}
+    monkeypatch.setattr(
+        evaluation, "build_domain_network", lambda *a, **k: (small_features(3, 16), record)
+    )
+
+    def as_npz(name: str, images: torch.Tensor) -> Path:
+        path = tmp_path / name
+        np.savez(path, images=((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy())
+        return path
+
+    real = as_npz("real.npz", sg.generate(60, seed=7))
+    truncated = as_npz("psi.npz", sg.generate(60, seed=0, truncation=0.5))  # evaluate's seed
+    common = {"real": real, "dataset": "digits", "metrics": "fid", "n": 60}
+    drawn = evaluation.evaluate(run_dir=sg_run, truncation=0.5, out=tmp_path / "a.json", **common)
+    given = evaluation.evaluate(fake=truncated, out=tmp_path / "b.json", **common)
+    plain = evaluation.evaluate(run_dir=sg_run, out=tmp_path / "c.json", **common)
+    assert drawn["metrics"]["fid"] == pytest.approx(given["metrics"]["fid"], rel=1e-6)
+    assert plain["metrics"]["fid"] != pytest.approx(drawn["metrics"]["fid"], rel=0.05)
+    assert drawn["truncation"] == 0.5 and "psi 0.5" in evaluation.format_report(drawn)
+    with pytest.raises(UserError, match="--truncation 0.5 needs a run"):
+        evaluation.evaluate(fake=truncated, truncation=0.5, **common)

@@ -265,6 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="data set of the domain features (default: the run's)")
     p.add_argument("--data-dir", help="folder holding the data set's files")
     p.add_argument("--seed", type=_int, default=0, help="random seed (default: 0)")
+    p.add_argument(
+        "--truncation",
+        type=float,
+        default=1.0,
+        help="draw the generated set with this truncation psi (default: 1, none)",
+    )
     p.add_argument("--out", help="write the report here (default: RUN/eval.json)")
 
     p = sub.add_parser(
@@ -306,6 +312,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         features=args.features,
         inception_weights=args.inception_weights,
         seed=args.seed,
+        truncation=args.truncation,
         out=args.out,
     )
     print(format_report(report))

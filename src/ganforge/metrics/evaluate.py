@@ -190,6 +190,7 @@ def evaluate(
     features: str = "domain",
     inception_weights: str | Path | None = None,
     seed: int = 0,
+    truncation: float = 1.0,
     out: str | Path | None = None,
     warn=None,
 ) -> dict[str, Any]:
@@ -201,6 +202,7 @@ def evaluate(
     checkpoint of ``run_dir``, or the images in ``fake``.  The real side is ``real`` (a folder
     or .npz) or ``n`` images of the data set's ``split``.  ``ppl`` needs no real side: it
     measures a style-based generator itself over ``n`` pairs, always with the domain network.
+    ``truncation`` is the psi the generated set is drawn with (1: none); ppl ignores it.
     Metrics that do not apply (conditional-only, style-only) are skipped with a note through
     ``warn``; if none is left, that is an error."""
     warn = warn or (lambda m: print(m, file=sys.stderr))
@@ -224,6 +226,10 @@ def evaluate(
         fake_source = f"{model.path} (step {model.step})"
     elif model is None and fake is None:
         raise UserError("nothing to evaluate: give a run folder, or --fake DIR|FILE.npz")
+    if truncation != 1.0 and model is None:
+        raise UserError(
+            f"--truncation {truncation:g} needs a run to draw images from, not --fake images"
+        )
     conditional = model is not None and model.conditional and dataset is not None
     skipped = _unavailable(names, model, conditional)
     wanted = [m for m in names if m not in skipped]
@@ -250,8 +256,12 @@ def evaluate(
         "metrics": {},
         "real_vs_real": None,
     }
+    if model is not None:
+        report["truncation"] = truncation
     if sets:
-        request = _SetsRequest(dataset, data_dir, split, n, seed, real, fake, res, ch, warn)
+        request = _SetsRequest(
+            dataset, data_dir, split, n, seed, real, fake, res, ch, warn, truncation
+        )
         _compare_sets(report, request, net, record, model, fake_source, sets)
     if "ppl" in wanted:
         if features != "domain" and sets:  # the set metrics used Inception
@@ -307,6 +317,7 @@ class _SetsRequest:
     res: int
     ch: int
     warn: Any
+    truncation: float = 1.0
 
 
 def _compare_sets(report, q: _SetsRequest, net, record, model, fake_source, names) -> None:
@@ -318,7 +329,7 @@ def _compare_sets(report, q: _SetsRequest, net, record, model, fake_source, name
 
         fake_images, fake_source = load_images(q.fake, res, ch, warn=q.warn), str(q.fake)
     else:
-        fake_images, fake_labels = _generate(model, q.n, seed)
+        fake_images, fake_labels = _generate(model, q.n, seed, q.truncation)
     real_images, real_labels, real_source = _real_images(
         q.real, dataset, data_dir, split, q.n, res, ch, seed, q.warn
     )
@@ -408,13 +419,16 @@ def _real_images(real, dataset, data_dir, split, n, res, ch, seed, warn):
     return images, labels, f"{dataset} {split} split"
 
 
-def _generate(model, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _generate(
+    model, n: int, seed: int, truncation: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``n`` uint8 images from the run's EMA generator (classes cycled if conditional)."""
     chunks, labels = [], []
     for i, start in enumerate(range(0, n, 500)):
         m = min(500, n - start)
         y = (torch.arange(start, start + m) % model.spec.num_classes) if model.conditional else None
-        images = model.generate(m, labels=y, seed=seed * 100_003 + i)
+        kwargs = {"truncation": truncation} if truncation != 1.0 else {}
+        images = model.generate(m, labels=y, seed=seed * 100_003 + i, **kwargs)
         chunks.append(((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu())
         if y is not None:
             labels.append(y)
@@ -461,7 +475,9 @@ def format_report(report: dict[str, Any]) -> str:
         network = f"{f['name']} ({f['dim']}-d, weights {f['hash']})"
     lines = [f"features: {network}"]
     if g is not None:
-        lines += [f"generated: {g['n']:,} images from {g['source']}"]
+        psi = report.get("truncation", 1.0)
+        drawn = f", truncation psi {psi:g}" if psi != 1.0 else ""
+        lines += [f"generated: {g['n']:,} images from {g['source']}{drawn}"]
         lines += [f"real: {r['n']:,} images, {r['source']}"]
     if "ppl" in report:
         p = report["ppl"]
