@@ -245,6 +245,13 @@ def test_bad_settings_are_refused(key, value, match):
         build_config("stylegan", "tiny", overrides=[(key, str(value))])
 
 
+@pytest.mark.parametrize("family", ["stylegan", "stylegan2"])
+@pytest.mark.parametrize("key,value", [("spectral_norm", "true"), ("reg.ortho", "1e-4")])
+def test_options_for_plain_layers_are_refused_not_ignored(family, key, value):
+    with pytest.raises(UserError, match=f"{family}'s equalized-learning-rate layers"):
+        build_config(family, "tiny", overrides=[(key, value)])
+
+
 def test_resume_is_bitwise_identical(tmp_path):
     """Style mixing and random noise draw from the global RNG and w_avg is a buffer: the
     checkpoint must carry all of them for a split run to equal a straight one."""

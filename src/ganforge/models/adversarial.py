@@ -131,6 +131,16 @@ class Objective:
             )
 
 
+    def refuse_plain_layer_options(self, family: str) -> None:
+        """For families built of equalized-learning-rate layers: spectral norm and orthogonal
+        regularization act on nn.Conv2d/nn.Linear weights only, and would silently do nothing."""
+        if self.spectral_norm or self.reg.ortho:
+            raise UserError(
+                f"{family}'s equalized-learning-rate layers are not nn.Conv2d/nn.Linear, so "
+                "spectral_norm and reg.ortho would silently do nothing; set them off"
+            )
+
+
 class TwoPlayerModel(GANModel):
     """G and D trained with the configured objective; subclasses build ``G`` and ``D`` and then
     call `setup_objective`."""

@@ -90,11 +90,7 @@ class Config(Objective):
             "use 0 (the whole batch) or a group size",
         )
         self._validate_stages()
-        if self.spectral_norm or self.reg.ortho:
-            raise UserError(
-                "progan's equalized-learning-rate layers are not nn.Conv2d/nn.Linear, so "
-                "spectral_norm and reg.ortho would silently do nothing; set them off"
-            )
+        self.refuse_plain_layer_options("progan")
 
     def _validate_stages(self) -> None:
         resolutions = [4 << i for i in range(int(math.log2(self.resolution)) - 1)]

@@ -91,6 +91,7 @@ class Config(Objective):
         super().validate()
         r = self.resolution
         check(r >= 8 and r & (r - 1) == 0, "resolution", r, "use a power of two, 8 or more")
+        self.refuse_plain_layer_options("stylegan")
         for name in ("z_dim", "w_dim", "mapping_layers", "channel_base", "channel_max"):
             check(getattr(self, name) >= 1, name, getattr(self, name), "use 1 or more")
         check(0 < self.mapping_lr_mult, "mapping_lr_mult", self.mapping_lr_mult, "use > 0")

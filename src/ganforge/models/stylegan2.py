@@ -85,6 +85,7 @@ class Config(Objective):
         super().validate()
         r = self.resolution
         check(r >= 4 and r & (r - 1) == 0, "resolution", r, "use a power of two, 4 or more")
+        self.refuse_plain_layer_options("stylegan2")
         for name in ("g_architecture", "d_architecture"):
             value = getattr(self, name)
             check(value in ARCHITECTURES, name, value, f"use one of {', '.join(ARCHITECTURES)}")
