@@ -373,13 +373,23 @@ class StyleGAN2(TwoPlayerModel):
     style_based = True
     DEFAULT_PRESET = "fmnist32"
     PRESETS: dict[str, dict[str, Any]] = {
-        # small enough to train on 2 CPU cores (about 0.2 GFLOP per generated image)
+        # small enough to train on 2 CPU cores (about 0.2 GFLOP per generated image), with
+        # StyleGAN2-ADA's own 32x32 (CIFAR-10) choices: a 2-layer mapping network, no path
+        # length or style mixing, orig D, minibatch stddev over 32, R1 gamma 0.01.  Its EMA
+        # half-life is scaled down to a CPU budget (2k images instead of 500k).  In 3-minute
+        # trials this beat the issue-default settings on FID (49-52 against 54-64, n=2,000)
+        # and ran 25% more steps.
         "fmnist32": {
             "z_dim": 128,
             "w_dim": 128,
+            "mapping_layers": 2,
             "channel_base": 1024,
             "channel_max": 128,
-            "reg.r1": 0.1,
+            "d_architecture": "orig",
+            "mbstd_group_size": 32,
+            "pl_weight": 0.0,
+            "style_mixing": 0.0,
+            "reg.r1": 0.01,
             "ema_kimg": 2.0,
             "lr_g": 0.0025,
             "lr_d": 0.0025,
