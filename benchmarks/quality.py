@@ -4,6 +4,9 @@ into docs/benchmarks.md, and each family's last sample grid beside it.
 
     python benchmarks/quality.py [--families gan,dcgan,...] [--budget-minutes 15] [--n 10000]
 
+StyleGAN2 is also evaluated at truncation psi 0.7 and 0.5, and the sweep drawn as a plot
+(matplotlib: `pip install -e ".[bench]"`).
+
 Run it alone on the machine: two trainings at once share the cores and the figures mean
 nothing.  Runs go to benchmarks/runs/ (not kept in git); re-running a family trains it anew.
 """
@@ -27,8 +30,20 @@ import ganforge  # noqa: E402
 from ganforge.metrics.domain import build_domain_network  # noqa: E402
 from ganforge.metrics.evaluate import evaluate  # noqa: E402
 
-FAMILIES = ["gan", "dcgan", "cgan", "acgan", "infogan", "wgan", "wgan-gp"]
+FAMILIES = [
+    "gan",
+    "dcgan",
+    "cgan",
+    "acgan",
+    "infogan",
+    "wgan",
+    "wgan-gp",
+    "progan",
+    "stylegan",
+    "stylegan2",
+]
 CONDITIONAL = {"cgan", "acgan"}
+TRUNCATION_SWEEP = {"stylegan2": (1.0, 0.7, 0.5)}
 
 
 def train(family: str, budget_s: float, out: Path, seed: int) -> Path:
@@ -97,7 +112,46 @@ def measure(family: str, run: Path, n: int) -> dict:
     trend = wasserstein_trend(run)
     if trend:
         row["wasserstein"] = trend
+    if family in TRUNCATION_SWEEP:
+        row["truncation"] = []
+        for psi in TRUNCATION_SWEEP[family]:
+            found = report
+            if psi != 1.0:
+                out = run / f"eval-psi{psi:g}.json"
+                found = evaluate(run_dir=run, metrics="fid,kid,pr", n=n, truncation=psi, out=out)
+            keep = ("fid", "kid", "precision", "recall")
+            row["truncation"].append({"psi": psi, **{k: found["metrics"][k] for k in keep}})
     return row
+
+
+def plot_truncation(row: dict, path: Path) -> None:
+    """Precision and recall (left axis) and FID (right axis) against psi."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        sys.exit('the truncation plot needs matplotlib: pip install -e ".[bench]"')
+    sweep = sorted(row["truncation"], key=lambda r: r["psi"])
+    psi = [r["psi"] for r in sweep]
+    fig, ax = plt.subplots(figsize=(5, 3.4), dpi=120)
+    ax.plot(psi, [r["precision"] for r in sweep], "o-", label="precision")
+    ax.plot(psi, [r["recall"] for r in sweep], "s-", label="recall")
+    ax.set_xlabel("truncation psi")
+    ax.set_ylabel("precision / recall")
+    ax.set_xticks(psi)
+    ax.set_ylim(0, 1)
+    right = ax.twinx()
+    right.plot(psi, [r["fid"] for r in sweep], "^--", color="gray", label="FID")
+    right.set_ylabel("FID (domain features)")
+    lines = ax.get_lines() + right.get_lines()
+    ax.legend(lines, [line.get_label() for line in lines], loc="center left", fontsize=8)
+    ax.set_title(f"{row['family']} on Fashion-MNIST: truncation sweep", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def markdown(rows: list[dict], budget_min: float, n: int, commands: list[str]) -> str:
@@ -138,6 +192,25 @@ def markdown(rows: list[dict], budget_min: float, n: int, commands: list[str]) -
     ]
     for r in rows:
         lines.append(f"![{r['family']}](images/benchmarks/{r['family']}.png)")
+    for r in rows:
+        if "truncation" not in r:
+            continue
+        lines += [
+            "",
+            f"## `{r['family']}`: truncation sweep",
+            "",
+            "The same run sampled with a smaller truncation psi (w pulled towards the tracked "
+            "mean): fidelity (precision) is bought with variety (recall).",
+            "",
+            "| psi | FID | KID | precision | recall |",
+            "|---|---|---|---|---|",
+        ]
+        for t in r["truncation"]:
+            lines.append(
+                f"| {t['psi']:g} | {t['fid']:.2f} | {t['kid']:.3f} | {t['precision']:.2f} | "
+                f"{t['recall']:.2f} |"
+            )
+        lines += ["", f"![truncation sweep](images/benchmarks/{r['family']}-truncation.png)"]
     lines += ["", "To reproduce:", "", "```bash", *commands, "```", ""]
     return "\n".join(lines)
 
@@ -176,6 +249,8 @@ def main() -> None:
         target = ROOT / "docs" / "images" / "benchmarks" / f"{family}.png"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(grid, target)
+        if "truncation" in row:
+            plot_truncation(row, target.with_name(f"{family}-truncation.png"))
         print(json.dumps(row), flush=True)
     out_json = Path(args.docs).with_suffix(".json")
     if args.update and out_json.exists():
