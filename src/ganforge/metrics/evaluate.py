@@ -361,6 +361,8 @@ def _compare_sets(report, q: _SetsRequest, net, record, model, fake_source, name
         )
     report["features"]["dim"] = int(fake_feats.features.shape[1])
     report["generated"] = {"source": fake_source, "n": int(len(fake_images))}
+    if model is not None and is_style_based(model):
+        report["generated"]["noise_mode"] = "random"  # see _generate
     report["real"] = {"source": real_source, "n": int(len(real_images))}
     report["metrics"].update(scores)
 
@@ -422,13 +424,25 @@ def _real_images(real, dataset, data_dir, split, n, res, ch, seed, warn):
 def _generate(
     model, n: int, seed: int, truncation: float = 1.0
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``n`` uint8 images from the run's EMA generator (classes cycled if conditional)."""
+    """``n`` uint8 images from the run's EMA generator (classes cycled if conditional).
+
+    Style-based generators draw fresh per-pixel noise for every image, as StyleGAN2-ADA's
+    metrics do (a constant noise map would be one more thing all images share), from an RNG
+    seeded per chunk so that the set is repeatable and the global RNG is left alone."""
     chunks, labels = [], []
+    kwargs: dict[str, Any] = {"truncation": truncation} if truncation != 1.0 else {}
+    style = is_style_based(model)
+    if style:
+        kwargs["noise_mode"] = "random"
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
     for i, start in enumerate(range(0, n, 500)):
         m = min(500, n - start)
         y = (torch.arange(start, start + m) % model.spec.num_classes) if model.conditional else None
-        kwargs = {"truncation": truncation} if truncation != 1.0 else {}
-        images = model.generate(m, labels=y, seed=seed * 100_003 + i, **kwargs)
+        chunk_seed = seed * 100_003 + i
+        with torch.random.fork_rng(devices=devices, enabled=style):
+            if style:
+                torch.manual_seed(chunk_seed + 1)  # the noise; the latents use chunk_seed
+            images = model.generate(m, labels=y, seed=chunk_seed, **kwargs)
         chunks.append(((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu())
         if y is not None:
             labels.append(y)
