@@ -219,33 +219,23 @@ def main() -> None:
 
     common = ["--batch-size", str(args.batch_size), "--steps", str(args.steps)]
     peak = matmul_peak_gflops()
+    machine = {
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "matmul_peak_gflops": round(peak, 1),
+    }
     if args.families:
         cases = [(*f.split(":"), "-")[:2] for f in args.families.split(",") if f]
-        report = {
-            "machine": {
-                "cpu": platform.processor() or platform.machine(),
-                "threads": torch.get_num_threads(),
-                "torch": torch.__version__,
-                "matmul_peak_gflops": round(peak, 1),
-            },
-            "families": [run_child([*common, "--child", m, p]) for m, p in cases],
-        }
-        text = json.dumps(report, indent=2)
-        print(text)
-        if args.out:
-            Path(args.out).write_text(text + "\n")
+        families = [run_child([*common, "--child", m, p]) for m, p in cases]
+        report_json({"machine": machine, "families": families}, args.out)
         return
     families = [run_child([*common, "--child", m, p or "-"]) for m, p in CASES]
     reference = run_child([*common, "--child", "reference", "-"])
     ours = next(f for f in families if f["preset"] == "classic32")
     flops = reference["flops_per_image"]
     report = {
-        "machine": {
-            "cpu": platform.processor() or platform.machine(),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "matmul_peak_gflops": round(peak, 1),
-        },
+        "machine": machine,
         "families": families,
         "classic32_vs_reference": {
             "reference_train_images_per_s": reference["train_images_per_s"],
@@ -267,10 +257,15 @@ def main() -> None:
             "reference_peak_rss_mb": reference["peak_rss_mb"],
         },
     }
+    report_json(report, args.out)
+
+
+def report_json(report: dict, out: str | None) -> None:
+    """Print the report, and write it to ``out`` too if given."""
     text = json.dumps(report, indent=2)
     print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    if out:
+        Path(out).write_text(text + "\n")
 
 
 if __name__ == "__main__":
