@@ -130,7 +130,6 @@ class Objective:
                 "(WGAN), reg.gp=10 (WGAN-GP) or spectral_norm=true"
             )
 
-
     def refuse_plain_layer_options(self, family: str) -> None:
         """For families built of equalized-learning-rate layers: spectral norm and orthogonal
         regularization act on nn.Conv2d/nn.Linear weights only, and would silently do nothing."""
