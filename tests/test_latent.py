@@ -175,7 +175,7 @@ def test_mix_command_and_its_layer_range(sg_run, tmp_path, capsys):
     with Image.open(out) as png:
         assert png.size == ((4 * 18 + 2) * 4, (3 * 18 + 2) * 4)  # 16 px cells, 2 px borders, x4
     capsys.readouterr()
-    one_line_error(capsys, [*argv, "--layers", "0-9"], "--layers 6", "0-5")
+    one_line_error(capsys, [*argv, "--layers", "0-9"], "--layers 0-9: layer 6", "0-5")
     one_line_error(capsys, [*argv, "--layers", "2-x"], "--layers")
 
 

@@ -458,9 +458,9 @@ def cmd_mix(args: argparse.Namespace) -> None:
 
     rows = parse_int_list(args.rows, "--rows")
     cols = parse_int_list(args.cols, "--cols")
-    layers = parse_int_list(args.layers, "--layers")
+    parse_int_list(args.layers, "--layers")  # a malformed list fails before the load
     g = load(args.run, checkpoint=args.checkpoint, device=args.device)
-    cells = style_mix(g, rows, cols, layers, truncation=args.truncation, label=args.label)
+    cells = style_mix(g, rows, cols, args.layers, truncation=args.truncation, label=args.label)
     out = Path(args.out) if args.out else Path(args.run) / "samples" / "mix.png"
     save_grid(cells, out, nrow=len(cols) + 1)
     print(

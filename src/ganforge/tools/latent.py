@@ -293,8 +293,8 @@ def style_mix(
     bad = [i for i in layer_list if not 0 <= i < net.num_ws]
     if bad:
         raise UserError(
-            f"--layers {bad[0]} is outside this network's layers 0-{net.num_ws - 1}; "
-            f"choose within 0-{net.num_ws - 1}"
+            f"--layers {layers}: layer {bad[0]} is outside this network's layers "
+            f"0-{net.num_ws - 1}; choose within 0-{net.num_ws - 1}"
         )
     _check_psi(truncation)
     _check_noise_mode(noise_mode)
