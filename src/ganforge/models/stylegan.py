@@ -50,7 +50,7 @@ from ..nn.style import Conv2dLayer, MappingNetwork
 from ..nn.upfirdn import setup_filter, upfirdn2d
 from ..registry import MODELS
 from .adversarial import Objective, RegConfig, TwoPlayerModel
-from .stylegan2 import ARCHITECTURES, NOISE_MODES, Discriminator, StyleGAN2, check_sampling
+from .stylegan2 import ARCHITECTURES, Discriminator, StyleGAN2, check_sampling
 from .stylegan2 import Config as StyleGAN2Config
 
 #: He gain of the convolutions followed by leaky ReLU, as in the reference; the instance norm
@@ -216,8 +216,7 @@ class SynthesisNetwork(nn.Module):
         self.torgb = Conv2dLayer(cfg.channels(cfg.resolution), channels, 1)
 
     def forward(self, ws: torch.Tensor, *, noise_mode: str = "random") -> torch.Tensor:
-        if noise_mode not in NOISE_MODES:
-            raise UserError(f"unknown noise mode {noise_mode!r}; use {', '.join(NOISE_MODES)}")
+        check_sampling(noise_mode=noise_mode)
         if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
             raise UserError(
                 f"ws has shape {list(ws.shape)}; this synthesis network takes "
@@ -361,7 +360,7 @@ class StyleGAN(TwoPlayerModel):
         self, net: nn.Module, args: tuple[Any, ...], *, truncation: float, noise_mode: str
     ) -> torch.Tensor:
         """Truncation around the tracked mean w on the first ``truncation_cutoff`` layers."""
-        check_sampling(truncation, noise_mode)
+        check_sampling(truncation=truncation, noise_mode=noise_mode)
         return net(
             *args,
             truncation=truncation,

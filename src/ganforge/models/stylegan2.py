@@ -40,6 +40,7 @@ from .adversarial import Objective, RegConfig, TwoPlayerModel
 from .base import Batch, Losses, OptimSpec, Phase
 
 ARCHITECTURES = ("orig", "skip", "resnet")
+#: a synthesis network's noise inputs: fresh draws, the stored buffers, or none
 NOISE_MODES = ("random", "const", "none")
 
 
@@ -109,8 +110,10 @@ class Config(Objective):
         return min(base // res, top)
 
 
-def check_sampling(truncation: float, noise_mode: str) -> None:
-    """The sampling options every style-based family accepts; one line for others."""
+def check_sampling(*, truncation: float = 1.0, noise_mode: str = "const") -> None:
+    """The sampling options of every style-based generator (both StyleGAN families and the
+    latent tools), one line for a bad one: psi in [0, 1.5], where above 1 extrapolates away
+    from the mean w, and a known noise mode."""
     if noise_mode not in NOISE_MODES:
         raise UserError(f"unknown noise mode {noise_mode!r}; use {', '.join(NOISE_MODES)}")
     if not 0 <= truncation <= 1.5:
@@ -491,5 +494,5 @@ class StyleGAN2(TwoPlayerModel):
         self, net: nn.Module, args: tuple[Any, ...], *, truncation: float, noise_mode: str
     ) -> torch.Tensor:
         """Truncation around the tracked mean w (not in z), with the chosen noise."""
-        check_sampling(truncation, noise_mode)
+        check_sampling(truncation=truncation, noise_mode=noise_mode)
         return net(*args, truncation=truncation, noise_mode=noise_mode)

@@ -30,10 +30,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
+from ..models.stylegan2 import check_sampling
 
 #: what a generator must have to count as style-based
 STYLE_ATTRS = ("map", "synthesis", "num_ws", "w_dim", "z_dim")
-NOISE_MODES = ("const", "random", "none")
 
 
 # ----- which network, which latents -----------------------------------------------------------
@@ -110,17 +110,6 @@ def map_to_w(
     family's ``truncation_cutoff`` first layers when its config has one (StyleGAN's)."""
     cutoff = getattr(_unwrap(model).cfg, "truncation_cutoff", None) or None
     return net.map(z, labels, truncation=truncation, truncation_cutoff=cutoff)
-
-
-def _check_psi(psi: float) -> None:
-    # the range stylegan2 accepts; psi > 1 extrapolates away from the mean w
-    if not 0 <= psi <= 1.5:
-        raise UserError(f"truncation {psi} is out of range; use a value in [0, 1.5]")
-
-
-def _check_noise_mode(mode: str) -> None:
-    if mode not in NOISE_MODES:
-        raise UserError(f"unknown noise mode {mode!r}; use {', '.join(NOISE_MODES)}")
 
 
 # ----- interpolation --------------------------------------------------------------------------
@@ -217,7 +206,7 @@ def interpolate(
         raise UserError(f"unknown latent space {space!r}; use w or z")
     if space == "w" and not style:
         style_generator(m, "interpolation in w")  # raises the family's error
-    _check_noise_mode(noise_mode)
+    check_sampling(noise_mode=noise_mode)
     inputs, per_seed = seed_inputs(m, seeds, labels)
     z = torch.cat([args[0] for args in inputs])
     starts, ts = path_positions(len(seeds), frames, loop)
@@ -250,7 +239,7 @@ def _style_frames(m, net, z, per_seed, where, space, truncation) -> torch.Tensor
     """The ws of frames of a style-based generator: lerp of ws, or slerp of z (and blended
     one-hot labels) before the mapping; ``where``: (from seed, to seed, t) per frame."""
     a, b, t = where
-    _check_psi(truncation)
+    check_sampling(truncation=truncation)
     if space == "w":
         ws = map_to_w(m, net, z, per_seed, truncation)
         return lerp(ws[a], ws[b], t.reshape(-1, 1, 1))
@@ -296,8 +285,7 @@ def style_mix(
             f"--layers {layers}: layer {bad[0]} is outside this network's layers "
             f"0-{net.num_ws - 1}; choose within 0-{net.num_ws - 1}"
         )
-    _check_psi(truncation)
-    _check_noise_mode(noise_mode)
+    check_sampling(truncation=truncation, noise_mode=noise_mode)
     if m.conditional and label is None:
         label = 0
     seeds = list(dict.fromkeys(row_seeds + col_seeds))
