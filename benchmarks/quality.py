@@ -240,7 +240,9 @@ def main() -> None:
         + (" --update" if args.update else "")
     )
     out_json = Path(args.docs).with_suffix(".json")
-    previous = {r["family"]: r for r in json.loads(out_json.read_text())} if args.update else {}
+    previous = {}
+    if args.update and out_json.exists():
+        previous = {r["family"]: r for r in json.loads(out_json.read_text())}
     rows = []
     for family in families:
         start = time.perf_counter()
