@@ -2,14 +2,16 @@
 
 A split is held whole in memory as one uint8 tensor `[N, C, R, R]`; `batch()` turns rows into
 float images in [-1, 1].  Resolution and channel adaptation happen once, at load time, so the
-training step never waits on the data path.
+training step never waits on the data path.  Task data sets (`data/tasks.py`) follow the same
+`Dataset` protocol: `batch(index, *, key=None)`, where `key` (from `batch_key(seed, k)`) seeds
+the random parts of training batch k, so that batch is a pure function of (seed, k).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -19,21 +21,45 @@ from ..errors import UserError
 from ..registry import DATASETS
 
 SPLITS = ("train", "test")
+# What a data set's batches hold (the batch contracts are in data/tasks.py).
+DATA_TASKS = ("plain", "paired", "masked", "lowres", "unpaired", "captioned")
+IMAGE_INPUT_TASKS = ("paired", "masked", "lowres")  # tasks whose batches carry a cond_image
+SPECIAL_TOKENS = ("<pad>", "<unk>")  # vocabulary entries 0 and 1 of every captioned data set
+# Task options: the values each one accepts (DataConfig checks them too).
+MASK_KINDS = ("center", "boxes", "strokes")
+LOWRES_FACTORS = (2, 4)
+DIRECTIONS = ("AtoB", "BtoA")
 
 
 @dataclass(frozen=True)
 class DataSpec:
-    """What a model needs to know about its data: image shape and classes."""
+    """What a model needs to know about its data to build itself, saved in a run's meta.json.
+
+    `task` names the batch contract (see data/tasks.py).  Tasks with an image input (paired,
+    masked, lowres) give its shape in `cond_channels` x `cond_resolution`^2 (0 otherwise; a
+    lowres input is resolution // factor).  Captioned data carries its `vocab` (token id ->
+    word, ids 0 and 1 are "<pad>" and "<unk>") and `max_tokens`, the length of a token row.
+    """
 
     channels: int  # 1 or 3
     resolution: int  # square images R x R
     num_classes: int = 0  # 0 = unlabeled
     class_names: tuple[str, ...] = ()
     name: str = ""  # e.g. "fmnist"
+    task: str = "plain"  # one of DATA_TASKS
+    cond_channels: int = 0  # channels of cond_image; 0 when the task has none
+    cond_resolution: int = 0  # side of cond_image; 0 when the task has none
+    vocab: tuple[str, ...] = ()  # captioned only
+    max_tokens: int = 0  # captioned only
 
     def __post_init__(self) -> None:
         # Accept any sequence (a JSON list, say) but store a tuple, so the spec stays hashable.
         object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
+        object.__setattr__(self, "vocab", tuple(str(w) for w in self.vocab))
+        self._check_shape()
+        self._check_task()
+
+    def _check_shape(self) -> None:
         if self.channels not in (1, 3):
             raise ValueError(f"DataSpec.channels must be 1 or 3, got {self.channels!r}")
         if self.resolution < 1:
@@ -45,6 +71,26 @@ class DataSpec:
                 f"DataSpec has {len(self.class_names)} class names for {self.num_classes} classes"
             )
 
+    def _check_task(self) -> None:
+        if self.task not in DATA_TASKS:
+            raise ValueError(f"DataSpec.task must be one of {DATA_TASKS}, got {self.task!r}")
+        cond = (self.cond_channels, self.cond_resolution)
+        if self.task in IMAGE_INPUT_TASKS:
+            if self.cond_channels not in (1, 3) or self.cond_resolution < 1:
+                raise ValueError(
+                    f"DataSpec of task {self.task!r} needs its input shape, got {cond}"
+                )
+        elif cond != (0, 0):
+            raise ValueError(f"DataSpec of task {self.task!r} has no image input, got {cond}")
+        if self.task == "captioned":
+            if self.vocab[:2] != SPECIAL_TOKENS or self.max_tokens < 1:
+                raise ValueError(
+                    f"a captioned DataSpec needs a vocab starting {SPECIAL_TOKENS} and "
+                    f"max_tokens >= 1, got {self.vocab[:2]} and {self.max_tokens}"
+                )
+        elif self.vocab or self.max_tokens:
+            raise ValueError(f"DataSpec of task {self.task!r} has no captions")
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict; `DataSpec.from_dict(spec.to_dict()) == spec`."""
         return {
@@ -53,6 +99,11 @@ class DataSpec:
             "num_classes": self.num_classes,
             "class_names": list(self.class_names),
             "name": self.name,
+            "task": self.task,
+            "cond_channels": self.cond_channels,
+            "cond_resolution": self.cond_resolution,
+            "vocab": list(self.vocab),
+            "max_tokens": self.max_tokens,
         }
 
     @classmethod
@@ -62,6 +113,74 @@ class DataSpec:
         if unknown:
             raise ValueError(f"unknown DataSpec keys {unknown}; expected some of {sorted(known)}")
         return cls(**d)
+
+
+class Dataset(Protocol):
+    """What the engine and the metrics read from any data set, plain or task."""
+
+    spec: DataSpec
+
+    def __len__(self) -> int: ...
+
+    def batch(self, index: torch.Tensor, *, key: int | None = None) -> dict[str, torch.Tensor]:
+        """Items `index` (int64 `[B]`) as a dict of tensors; see the task's batch contract."""
+        ...
+
+
+_U64 = (1 << 64) - 1
+
+
+def mix64(*values: int) -> int:
+    """A 63-bit hash of a sequence of integers (splitmix64's finalizer folded over them).
+
+    Seeds derived this way for neighbouring inputs (seed 0 and 1, item 5 and 6) are unrelated,
+    which a sum like `seed * C + k` does not guarantee."""
+    h = 0x9E3779B97F4A7C15
+    for value in values:
+        z = ((h ^ (value & _U64)) + 0x9E3779B97F4A7C15) & _U64
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _U64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _U64
+        h = z ^ (z >> 31)
+    return h >> 1
+
+
+def batch_key(seed: int, k: int) -> int:
+    """The `key` of training batch k of a run seeded `seed`: `data.batch(index, key=...)`."""
+    return mix64(0x6B6579, seed, k)  # 0x6B6579 = "key": keeps these apart from other uses
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """Options of task data sets (DataConfig's fields of the same names); None = the default.
+
+    mask: masked:SOURCE's mask kind, one of MASK_KINDS (default "center").  factor: lowres:SOURCE's
+    downsampling factor, 2 or 4 (default 4).  direction: paired data's "AtoB" (default: A is the
+    input) or "BtoA".  max_tokens: captioned data's token row length (default: the longest
+    caption of the training split; longer captions are cut).
+    """
+
+    mask: str | None = None
+    factor: int | None = None
+    direction: str | None = None
+    max_tokens: int | None = None
+
+    # the task whose data sets read each option; setting one for another task is a mistake
+    TASK_OF: ClassVar[dict[str, str]] = {
+        "mask": "masked",
+        "factor": "lowres",
+        "direction": "paired",
+        "max_tokens": "captioned",
+    }
+
+    def check_applies(self, name: str, task: str) -> None:
+        """Refuse options set for a data set (`name`, of `task`) that does not read them."""
+        for option, owner in self.TASK_OF.items():
+            value = getattr(self, option)
+            if value is not None and task != owner:
+                raise UserError(
+                    f"data.{option}={value!r} applies to {owner} data sets, but {name!r} is "
+                    f"{task}; remove data.{option} or pick a {owner} data set"
+                )
 
 
 class ImageDataset:
@@ -94,9 +213,10 @@ class ImageDataset:
     def __len__(self) -> int:
         return self.images.shape[0]
 
-    def batch(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
+    def batch(self, index: torch.Tensor, *, key: int | None = None) -> dict[str, torch.Tensor]:
         """Rows `index` (int64 `[B]`) as {"image": float32 `[B, C, R, R]` in [-1, 1],
-        "label": int64 `[B]`}; "label" only for labeled data."""
+        "label": int64 `[B]`}; "label" only for labeled data.  Plain data has no random part,
+        so `key` changes nothing."""
         out = {"image": self.images[index].float().div_(127.5).sub_(1.0)}
         if self.labels is not None:
             out["label"] = self.labels[index]
@@ -117,13 +237,19 @@ def load_dataset(
     channels: int | None = None,
     data_dir: str | None = None,
     download: bool = True,
-) -> ImageDataset:
-    """Load one split of a registered source: "fmnist", "mnist", "digits" or "folder:PATH".
+    options: TaskOptions | None = None,
+) -> Dataset:
+    """Load one split of a registered data set: plain sources ("fmnist", "mnist", "digits",
+    "folder:PATH") give an `ImageDataset`, task data sets ("masked:fmnist", "pix2pix:PATH", ...;
+    `ganforge list datasets`) a task data set of data/tasks.py.  Either follows `Dataset`.
 
     resolution None keeps the source's native size (folders need one); channels None keeps the
     source's own (1 <-> 3 conversion is allowed).  data_dir and download apply to sources that
-    read files from a data folder (fmnist, mnist).
+    read files from a data folder (fmnist, mnist).  options holds the task options (mask kind,
+    lowres factor, paired direction, caption length); one set for a data set that does not read
+    it is refused.
     """
+    options = options if options is not None else TaskOptions()
     key, sep, arg = name.partition(":")
     source = DATASETS.get(key.strip())
     if split not in SPLITS:
@@ -141,10 +267,12 @@ def load_dataset(
         channels=channels,
         data_dir=data_dir,
         download=download,
+        options=options,
     )
     spec = dataset.spec
     if resolution not in (None, spec.resolution) or channels not in (None, spec.channels):
         raise RuntimeError(f"dataset source {key!r} ignored the requested resolution or channels")
+    options.check_applies(name, spec.task)
     return dataset
 
 

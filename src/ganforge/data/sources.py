@@ -1,7 +1,10 @@
 """The registered image sources: Fashion-MNIST, MNIST, scikit-learn digits, image folders.
 
-Each source is a function `(arg, *, split, resolution, channels, data_dir, download) ->
+Each source is a function `(arg, *, split, resolution, channels, data_dir, download, options) ->
 ImageDataset` registered in `DATASETS` (see its docstring); importing this module registers them.
+Plain sources ignore `options` (the task options of data/tasks.py).  The image-file helpers at
+the end (`list_images`, `scan_folder`, `read_images`, `open_image`, `fit_square`) serve the task
+layouts too.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from PIL import Image, ImageOps
 
 from ..errors import UserError, did_you_mean
 from ..registry import DATASETS
-from .core import ImageDataset, adapt_images, convert_channels, make_dataset
+from .core import ImageDataset, TaskOptions, adapt_images, convert_channels, make_dataset
 from .idx import parse_idx
 
 DOWNLOAD_TIMEOUT = 15  # seconds without an answer before a download gives up
@@ -232,6 +235,7 @@ def _load_idx(
     channels: int | None,
     data_dir: str | None,
     download: bool,
+    options: TaskOptions | None = None,
 ) -> ImageDataset:
     _no_arg(name, arg)
     source = IDX_SOURCES[name]
@@ -284,6 +288,7 @@ def digits(
     channels: int | None,
     data_dir: str | None = None,
     download: bool = True,
+    options: TaskOptions | None = None,
 ) -> ImageDataset:
     _no_arg("digits", arg)
     from sklearn.datasets import load_digits  # imported late: scikit-learn is slow to import
@@ -315,6 +320,7 @@ def folder(
     channels: int | None,
     data_dir: str | None = None,
     download: bool = True,
+    options: TaskOptions | None = None,
 ) -> ImageDataset:
     exts = " ".join(IMAGE_EXTENSIONS)
     if not arg:
@@ -330,16 +336,13 @@ def folder(
             f"dataset 'folder:{arg}' needs a resolution (its images are resized to R x R); "
             f"give one, e.g. resolution=64"
         )
-    split_root, class_names = _split_root(root, split)
-    files, labels = _scan(split_root, class_names)
+    split_folder, class_names = split_root(root, split)
+    files, labels = scan_folder(split_folder, class_names)
     if not files:
         raise UserError(
-            f"image folder '{split_root}' holds no images; accepted extensions: {exts} (any case)"
+            f"image folder '{split_folder}' holds no images; accepted extensions: {exts} (any case)"
         )
-    arrays = [_read_image(path, resolution) for path in _progress(files, split_root)]
-    if channels is None:
-        channels = 1 if all(a.shape[0] == 1 for a in arrays) else 3
-    images = np.stack([convert_channels(a[None], channels)[0] for a in arrays])
+    images = read_images(files, resolution, channels, split_folder)
     label_array = None if labels is None else np.asarray(labels, dtype=np.int64)
     return make_dataset(
         images,
@@ -353,7 +356,7 @@ def _subdirs(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _split_root(root: Path, split: str) -> tuple[Path, tuple[str, ...]]:
+def split_root(root: Path, split: str) -> tuple[Path, tuple[str, ...]]:
     """The folder of `split` and the class names (subfolders; the union over train/ and test/,
     so a class has the same index in both splits)."""
     has_train, has_test = (root / "train").is_dir(), (root / "test").is_dir()
@@ -373,10 +376,9 @@ def _split_root(root: Path, split: str) -> tuple[Path, tuple[str, ...]]:
     return root, tuple(_subdirs(root))
 
 
-def _scan(root: Path, class_names: tuple[str, ...]) -> tuple[list[Path], list[int] | None]:
-    """Image files under root, sorted; labels from the first subfolder, or None when any image
-    sits directly in root."""
-    files = sorted(
+def list_images(root: Path) -> list[Path]:
+    """Image files under root (any depth, hidden ones skipped), sorted by relative path."""
+    return sorted(
         (
             p
             for p in root.rglob("*")
@@ -386,13 +388,19 @@ def _scan(root: Path, class_names: tuple[str, ...]) -> tuple[list[Path], list[in
         ),
         key=lambda p: p.relative_to(root).as_posix(),
     )
+
+
+def scan_folder(root: Path, class_names: tuple[str, ...]) -> tuple[list[Path], list[int] | None]:
+    """Image files under root, sorted; labels from the first subfolder, or None when any image
+    sits directly in root."""
+    files = list_images(root)
     if not files or any(p.parent == root for p in files):
         return files, None
     index = {name: i for i, name in enumerate(class_names)}
     return files, [index[p.relative_to(root).parts[0]] for p in files]
 
 
-def _progress(files: list[Path], root: Path) -> Iterable[Path]:
+def progress(files: list[Path], root: Path) -> Iterable[Path]:
     if len(files) < PROGRESS_MIN_FILES:
         return files
     try:
@@ -402,20 +410,39 @@ def _progress(files: list[Path], root: Path) -> Iterable[Path]:
     return tqdm(files, desc=f"reading {root}", unit="img", leave=False)
 
 
-def _read_image(path: Path, resolution: int) -> np.ndarray:
-    """One image file as uint8 `[1 or 3, R, R]`: shorter side resized to R, centre cropped."""
+def read_images(files: list[Path], resolution: int, channels: int | None, root: Path) -> np.ndarray:
+    """Image files as uint8 `[N, C, R, R]` (each resized and centre cropped, see `fit_square`);
+    channels None: 1 when every file is grayscale, else 3."""
+    arrays = [fit_square(open_image(path), resolution) for path in progress(files, root)]
+    return stack_channels(arrays, channels)
+
+
+def stack_channels(arrays: list[np.ndarray], channels: int | None) -> np.ndarray:
+    """uint8 `[1 or 3, R, R]` arrays as one `[N, C, R, R]`; channels None: 1 if all are gray."""
+    if channels is None:
+        channels = 1 if all(a.shape[0] == 1 for a in arrays) else 3
+    return np.stack([convert_channels(a[None], channels)[0] for a in arrays])
+
+
+def open_image(path: Path) -> Image.Image:
+    """One image file (its first frame) as a Pillow image in mode L or RGB."""
     try:
         with Image.open(path) as im:
             im.load()  # the first frame, for animated GIF/WebP
-            image = _to_l_or_rgb(ImageOps.exif_transpose(im))
+            return _to_l_or_rgb(ImageOps.exif_transpose(im))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise UserError(f"cannot read image '{path}' ({exc}); fix or remove the file") from exc
+
+
+def fit_square(image: Image.Image, resolution: int) -> np.ndarray:
+    """A Pillow image as uint8 `[1 or 3, R, R]`: its shorter side resized to R (Lanczos when
+    shrinking, bicubic when growing), centre cropped."""
     w, h = image.size
     side = min(w, h)
-    box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
+    square = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
     resample = Image.Resampling.LANCZOS if side > resolution else Image.Resampling.BICUBIC
     # Resizing just the centred square box equals resizing the shorter side then cropping.
-    image = image.resize((resolution, resolution), resample, box=box, reducing_gap=3.0)
+    image = image.resize((resolution, resolution), resample, box=square, reducing_gap=3.0)
     array = np.asarray(image)
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
