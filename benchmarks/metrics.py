@@ -22,9 +22,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from ganforge.data import load_dataset  # noqa: E402
+from ganforge.features.domain import build_domain_network  # noqa: E402
 from ganforge.metrics import stats  # noqa: E402
-from ganforge.metrics.domain import build_domain_network  # noqa: E402
-from ganforge.metrics.evaluate import _generate, _subset, cached_real_features, extract  # noqa: E402
+from ganforge.metrics.evaluate import generate_set  # noqa: E402
+from ganforge.metrics.sets import cached_real_features, extract, subset  # noqa: E402
 
 
 def timed(fn):
@@ -36,7 +37,7 @@ def timed(fn):
 def inception_rate(images: int = 32) -> float | None:
     """Images/s of the FID Inception-v3 (random weights: the speed is the same)."""
     try:
-        from ganforge.metrics.inception import FIDInceptionV3
+        from ganforge.features.inception import FIDInceptionV3
     except ImportError:
         return None
     net = FIDInceptionV3().eval()
@@ -56,7 +57,7 @@ def main() -> None:
 
     net, record = build_domain_network("fmnist")
     real = load_dataset("fmnist", split="test")
-    real_images = _subset(real, args.n, 0)[0]
+    real_images = subset(real, args.n, 0)[0]
     options = {"source": "fmnist test split", "res": real.spec.resolution}
     cached_real_features(net, record["hash"], real_images, options)  # fill the cache
     real_feats, t_real = timed(
@@ -67,7 +68,7 @@ def main() -> None:
         from ganforge import load
 
         model = load(args.run)
-        (fake_images, _), t_gen = timed(lambda: _generate(model, args.n, 0))
+        (fake_images, _), t_gen = timed(lambda: generate_set(model, args.n, 0))
     else:
         gen = torch.Generator().manual_seed(0)
         fake_images = torch.randint(0, 256, (args.n, 1, 28, 28), generator=gen, dtype=torch.uint8)

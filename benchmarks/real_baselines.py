@@ -16,8 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from ganforge.data import load_dataset  # noqa: E402
-from ganforge.metrics.domain import build_domain_network  # noqa: E402
-from ganforge.metrics.evaluate import _subset, extract, score  # noqa: E402
+from ganforge.features.domain import build_domain_network  # noqa: E402
+from ganforge.metrics.evaluate import score  # noqa: E402
+from ganforge.metrics.sets import extract, subset  # noqa: E402
 
 
 def main() -> None:
@@ -29,8 +30,8 @@ def main() -> None:
     train, test = load_dataset("fmnist"), load_dataset("fmnist", split="test")
     rows = []
     for n in [int(c) for c in args.counts.split(",")]:
-        a = extract(net, _subset(train, n, 1)[0])
-        b = extract(net, _subset(test, n, 0)[0])
+        a = extract(net, subset(train, n, 1)[0])
+        b = extract(net, subset(test, n, 0)[0])
         rows.append({"n": n, **score(b, a, ["fid", "kid", "is", "pr", "dc"])})
     report = {
         "features": {

@@ -10,13 +10,15 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from ganforge.api import evaluate_run
 from ganforge.cli import main
 from ganforge.data import load_dataset
-from ganforge.metrics.domain import (
+from ganforge.features.domain import (
     DomainSettings,
     accuracy,
     build_domain_network,
     cache_dir,
+    network_hash,
     train_classifier,
 )
 from ganforge.metrics.evaluate import classification_accuracy_score, evaluate
@@ -72,6 +74,18 @@ def test_domain_network_is_deterministic_cached_and_leaves_the_rng_alone():
     for key, value in net.state_dict().items():
         assert torch.equal(value, rebuilt.state_dict()[key]), key
     assert (cache_dir() / f"{record['name']}.safetensors").exists()
+    # a network just trained and the same one read from the cache give the same features, to
+    # the bit, so the first evaluation after training scores like every later one
+    images = load_dataset("digits", split="test").batch(torch.arange(64))["image"]
+    with torch.no_grad():
+        assert torch.equal(rebuilt.features(images), again.features(images))
+
+
+def test_domain_network_names_stay_those_cached_before_data_tasks():
+    """The cache is keyed by a hash of the training data and settings; DataSpec fields added
+    since (task, input shape, captions) enter it only when set, so old networks stay valid."""
+    train = load_dataset("digits", split="train")
+    assert network_hash(train, DomainSettings()) == "ccf91a44145bcd35"
 
 
 def test_a_set_against_itself_scores_perfectly(tmp_path):
@@ -87,7 +101,7 @@ def test_a_set_against_itself_scores_perfectly(tmp_path):
 
 
 def test_run_report_states_its_settings_and_the_real_vs_real_floor(cgan_run):
-    report = evaluate(run_dir=cgan_run, metrics="fid,kid,is,pr,dc,cas,ifid", n=200)
+    report = evaluate_run(cgan_run, metrics="fid,kid,is,pr,dc,cas,ifid", n=200)
     m = report["metrics"]
     for key in (
         "fid",
@@ -200,7 +214,7 @@ def test_eval_settings_are_checked_before_training(capsys):
 def test_inception_features_end_to_end_with_a_weights_file(tmp_path, monkeypatch):
     """`--features inception` with a (random-weight) file of the published layout: the report
     names the network and the file's hash; a set against itself has FID 0."""
-    from ganforge.metrics import inception
+    from ganforge.features import inception
 
     torch.manual_seed(0)
     weights = tmp_path / "inception.pth"

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from ganforge.errors import UserError
-from ganforge.metrics import inception
-from ganforge.metrics.inception import (
+from ganforge.features import inception
+from ganforge.features.inception import (
     ENV_VAR,
     WEIGHTS_SHA256,
     WEIGHTS_URL,

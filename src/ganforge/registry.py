@@ -1,4 +1,4 @@
-"""Name -> builder registries for models and data sets.
+"""Name -> builder registries for models, data sets and metrics.
 
 Each registry states its contract in its docstring; entries register themselves with a decorator
 (`@MODELS.register("dcgan")`) so that adding a family never means editing a central switch.
@@ -60,7 +60,21 @@ MODELS = Registry(
 
 DATASETS = Registry(
     "dataset",
-    """Image sources.  An entry is a function `(arg, *, split, resolution, channels, data_dir,
-    download) -> ImageDataset` holding the whole split in memory as uint8 `[N, C, R, R]`.
-    `arg` is the text after ':' in names like `folder:PATH` (None otherwise).""",
+    """Image sources and task data sets.  An entry is a function `(arg, *, split, resolution,
+    channels, data_dir, download, options) -> Dataset` holding the whole split in memory (uint8
+    `[N, C, R, R]`): an `ImageDataset` for plain sources, a task data set of `data/tasks.py`
+    (paired, masked, lowres, unpaired, captioned) otherwise; `options` is a
+    `ganforge.data.TaskOptions`.  `arg` is the text after ':' in names like `folder:PATH` or
+    `masked:fmnist` (None otherwise).""",
+)
+
+METRICS = Registry(
+    "metric",
+    """Evaluation metrics.  An entry is a `ganforge.metrics.catalog.Metric`, declared with the
+    `ganforge.metrics.catalog.metric` decorator around the function that computes it: what it
+    needs (``real`` a real or target image set, ``labels`` class labels, ``styles`` a style-based
+    generator, ``targets`` pixel-aligned targets, ``masks`` inpainting masks), its kind (``sets``:
+    compares two sets in a feature network's space; ``pixels``: outputs against their targets;
+    ``generator``: measures the generator itself), the figures it produces, whether lower is
+    better, and a doc line.  Importing `ganforge.metrics` registers the built-in ones.""",
 )

@@ -14,15 +14,16 @@ import hashlib
 import json
 import os
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..data import ImageDataset, load_dataset
+from ..data import DataSpec, ImageDataset, load_dataset
 from ..errors import UserError
 
 FORMAT_VERSION = 2
@@ -102,13 +103,30 @@ def cache_dir() -> Path:
     return Path(root) / "ganforge" / "features"
 
 
+#: The DataSpec fields of format 2.  Fields added to DataSpec since (the data task and its
+#: input shape, captions) enter the fingerprint only when they differ from their defaults, so
+#: a network cached for plain data before they existed keeps its name and stays valid.
+SPEC_FIELDS_V2 = ("channels", "resolution", "num_classes", "class_names", "name")
+
+
+def _spec_key(spec: DataSpec) -> dict[str, Any]:
+    """The spec as hashed: format 2's fields, plus any later field that is set."""
+    values = spec.to_dict()
+    later = {
+        f.name
+        for f in fields(spec)
+        if f.name not in SPEC_FIELDS_V2 and getattr(spec, f.name) != f.default
+    }
+    return {k: v for k, v in values.items() if k in SPEC_FIELDS_V2 or k in later}
+
+
 def data_fingerprint(data: ImageDataset) -> str:
     """SHA-256 of the images, labels and spec: which data the classifier is trained on."""
     h = hashlib.sha256()
     h.update(data.images.numpy().tobytes())
     if data.labels is not None:
         h.update(data.labels.numpy().tobytes())
-    h.update(json.dumps(data.spec.to_dict(), sort_keys=True).encode())
+    h.update(json.dumps(_spec_key(data.spec), sort_keys=True).encode())
     return h.hexdigest()
 
 
@@ -177,7 +195,9 @@ def train_classifier(
                 bar.update()
     if bar is not None:
         bar.close()
-    return net.eval()
+    # back to the layout a network loaded from the cache has: the convolutions then take the
+    # same code path, so the first evaluation after training gives the very figures of later ones
+    return net.to(memory_format=torch.contiguous_format).eval()
 
 
 @torch.no_grad()

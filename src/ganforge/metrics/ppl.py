@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..tools.latent import style_generator
+from ..errors import UserError
 
 EPSILON = 1e-4
 
@@ -38,9 +38,11 @@ def perceptual_path_length(
 
     Every batch gets fresh noise maps shared by both images of a pair (``noise_mode='const'``
     on a private copy of G), so the noise moves no distance.  Conditional models cycle
-    through the classes, the same class for both ends.  Returns ``ppl``, the pairs ``n``,
-    how many were ``kept`` between the percentiles, and ``epsilon``."""
-    net = copy.deepcopy(style_generator(model, "ppl")).eval().requires_grad_(False)
+    through the classes, the same class for both ends.  ``model`` is anything with the model
+    interface (``task.styles`` and ``generator()``, whose ``map`` gives ws and ``synthesis``
+    images).  Returns ``ppl``, the pairs ``n``, how many were ``kept`` between the percentiles,
+    and ``epsilon``."""
+    net = copy.deepcopy(_style_generator(model)).eval().requires_grad_(False)
     device = next(net.parameters()).device
     features = features.eval()
     noise_maps = [b for k, b in net.synthesis.named_buffers() if k.endswith("noise_const")]
@@ -63,3 +65,10 @@ def perceptual_path_length(
     hi_cut = np.percentile(d, 99, method="higher")
     kept = d[(d >= lo_cut) & (d <= hi_cut)]
     return {"ppl": float(kept.mean()), "n": int(n), "kept": int(len(kept)), "epsilon": epsilon}
+
+
+def _style_generator(model: Any) -> nn.Module:
+    """The generator of a style-based model; a one-line error for any other."""
+    if not model.task.styles:
+        raise UserError("ppl needs a style-based generator (stylegan2, stylegan); this has none")
+    return model.generator()
