@@ -13,9 +13,10 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import ganforge
+from ganforge.api import evaluate_run
 from ganforge.cli import main
 from ganforge.errors import UserError
-from ganforge.metrics.domain import DomainClassifier, DomainSettings
+from ganforge.features.domain import DomainClassifier, DomainSettings
 from ganforge.metrics.ppl import perceptual_path_length
 from ganforge.tools.latent import (
     interpolate,
@@ -263,7 +264,7 @@ def test_eval_ppl_on_a_style_run_and_refused_for_dcgan(sg_run, dcgan_run, monkey
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "ppl: 20 pairs" in out and "\nppl " in out
-    report = evaluation.evaluate(run_dir=sg_run, metrics="ppl", dataset="digits", n=20)
+    report = evaluate_run(sg_run, metrics="ppl", dataset="digits", n=20)
     assert report["metrics"]["ppl"] > 0 and report["ppl"]["space"] == "w"
     argv = ["eval", str(dcgan_run), "--metrics", "ppl", "--dataset", "digits"]
     one_line_error(capsys, argv, "ppl needs a style-based generator", "dcgan")
@@ -288,10 +289,10 @@ def test_eval_truncation_draws_the_generated_set_at_that_psi(sg_run, sg, monkeyp
         images = sg.generate(60, seed=0, truncation=0.5, noise_mode="random")
     truncated = as_npz("psi.npz", images)
     common = {"real": real, "dataset": "digits", "metrics": "fid", "n": 60}
-    drawn = evaluation.evaluate(run_dir=sg_run, truncation=0.5, out=tmp_path / "a.json", **common)
+    drawn = evaluate_run(sg_run, truncation=0.5, out=tmp_path / "a.json", **common)
     assert drawn["generated"]["noise_mode"] == "random"
     given = evaluation.evaluate(fake=truncated, out=tmp_path / "b.json", **common)
-    plain = evaluation.evaluate(run_dir=sg_run, out=tmp_path / "c.json", **common)
+    plain = evaluate_run(sg_run, out=tmp_path / "c.json", **common)
     assert drawn["metrics"]["fid"] == pytest.approx(given["metrics"]["fid"], rel=1e-6)
     assert plain["metrics"]["fid"] != pytest.approx(drawn["metrics"]["fid"], rel=0.05)
     assert drawn["truncation"] == 0.5 and "psi 0.5" in evaluation.format_report(drawn)

@@ -174,7 +174,7 @@ def test_imported_networks_reproduce_the_reference_outputs(case, tmp_path):
     # the public API: explicit latents and labels, truncation, const noise (clamped to [-1, 1])
     images = g.generate(z=z, labels=labels, truncation=0.7, noise_mode="const")
     assert torch.allclose(images, ref["img_psi07_const"].clamp(-1, 1), **tol)
-    assert model.conditional == (c is not None)
+    assert model.task.labels == (c is not None)
 
 
 def test_import_refuses_to_overwrite_and_reports_bad_files(tmp_path, capsys):
@@ -249,7 +249,7 @@ def test_style_mixing_only_in_training():
 
 def test_conditional_variant_needs_labels(tmp_path):
     model = tiny(conditional="true")
-    assert model.conditional and model.G.c_dim == 10 and hasattr(model.D, "mapping")
+    assert model.task.labels and model.G.c_dim == 10 and hasattr(model.D, "mapping")
     images = model.generate(4, labels=[1, 2, 3, 4], seed=0)
     assert images.shape == (4, 1, 16, 16)
     with pytest.raises(UserError):

@@ -13,13 +13,13 @@ from typing import Any
 
 import torch
 
-from .. import __version__
+from .._version import __version__
 from ..config import RunConfig
-from ..data import ImageDataset, load_dataset
+from ..data import ImageDataset, batch_key, load_dataset
 from ..errors import UserError
 from ..images import make_grid, save_image
 from ..models import get_family
-from ..models.base import GANModel, Phase, set_requires_grad
+from ..models.base import GANModel, LRSchedule, Phase, set_requires_grad
 from . import distributed as dist
 from .checkpoint import Checkpoint, latest_good_checkpoint, save_checkpoint
 from .logger import LossMeter, RunLogger
@@ -55,6 +55,16 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "fp16" and device.type != "cuda":
         raise UserError("train.precision=fp16 needs a CUDA GPU; use bf16 or fp32 on CPU")
     return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+def zero_missing_gradients(params: list[torch.nn.Parameter]) -> None:
+    """Give a zero gradient to each of ``params`` that the loss did not reach (an output bias
+    under R1, a stage not yet grown, a label embedding under path length), so that every
+    process's all-reduce and optimizer see the same set in every step of a phase: one rule
+    here instead of ``+ 0 * x`` terms in the families."""
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
 
 
 class BatchStream:
@@ -99,7 +109,9 @@ class BatchStream:
             self._perm = torch.randperm(len(self.data), generator=gen)
             self._epoch = epoch
         start = i * self.batch + self.rank * self.local
-        batch = self.data.batch(self._perm[start : start + self.local])
+        # the random parts of a task's batch (masks, the second domain's draw) come from the
+        # key of (seed, k), per item, so batch k is the same whenever and wherever it is drawn
+        batch = self.data.batch(self._perm[start : start + self.local], key=batch_key(self.seed, k))
         return {
             k: v.to(self.device, non_blocking=True).contiguous(
                 memory_format=self.layout if v.ndim == 4 else torch.contiguous_format
@@ -127,30 +139,31 @@ class Trainer:
         self.main = self.rank == 0
         self.amp_dtype = autocast_dtype(t.precision, self.device)
 
-        self.data = (
-            data
-            if data is not None
-            else load_dataset(
-                cfg.data.name,
-                split=cfg.data.split,
-                resolution=cfg.family.resolution,
-                channels=cfg.data.channels,
-                data_dir=cfg.data.dir,
-                download=cfg.data.download,
-            )
-        )
+        self.data = data if data is not None else self._load_data(cfg.data.split)
         torch.manual_seed(t.seed)  # same initial weights on every process
         family = get_family(cfg.model)
+        task = family.task_for(cfg.family)
+        if self.data.spec.task != task.data:
+            raise UserError(
+                f"model '{cfg.model}' trains on {task.data} data, but data set "
+                f"'{cfg.data.name}' is {self.data.spec.task}; pick a {task.data} data set "
+                "(ganforge list datasets)"
+            )
         self.model: GANModel = family(cfg.family, self.data.spec).to(self.device)
         if t.channels_last:
             self.model.to(memory_format=torch.channels_last)
         dist.broadcast_module(self.model)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.params: dict[str, list[torch.nn.Parameter]] = {}
+        self.schedules: dict[str, LRSchedule] = {}
+        self.base_lrs: dict[str, list[float]] = {}
         for name, spec in self.model.param_groups().items():
             self.params[name] = [p for p in spec.params if p.requires_grad]
             spec.params = self.params[name]
             self.optimizers[name] = spec.build()
+            # the rate of every step is base * schedule(step): a pure function of the step
+            self.schedules[name] = spec.schedule
+            self.base_lrs[name] = [g["lr"] for g in self.optimizers[name].param_groups]
         self.scalers = {
             name: torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
             for name in self.optimizers
@@ -159,6 +172,7 @@ class Trainer:
         self.stream = BatchStream(
             self.data, t.batch_size, t.seed, self.device, channels_last=t.channels_last
         )
+        self.preview_batch = self._preview_batch()
         # each process draws its own noise and dropout masks
         torch.manual_seed(t.seed + 1 + self.rank)
         self.step = 0
@@ -166,6 +180,27 @@ class Trainer:
         self.best: float | None = None  # best value of cfg.eval.best so far
         if resume:
             self._restore(latest_good_checkpoint(self.run_dir, warn=self._warn))
+
+    def _load_data(self, split: str) -> ImageDataset:
+        d = self.cfg.data
+        return load_dataset(
+            d.name,
+            split=split,
+            resolution=self.cfg.family.resolution,
+            channels=d.channels,
+            data_dir=d.dir,
+            download=d.download,
+            options=d.task_options(),
+        )
+
+    def _preview_batch(self) -> dict[str, torch.Tensor] | None:
+        """Image families' sample grids show the first images of the test split, the same at
+        every step; noise families draw from fixed noise instead (None)."""
+        if self.model.task.kind == "noise" or not self.main:
+            return None
+        test = self._load_data("test")
+        index = torch.arange(min(self.cfg.train.grid_size, len(test)))
+        return {k: v.to(self.device) for k, v in test.batch(index).items()}
 
     # ----- the loop ---------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
@@ -229,7 +264,7 @@ class Trainer:
         for group in self.model.begin_iteration(self.step):
             self.optimizers[group].state.clear()
         for phase in self.phases:
-            if self.step % phase.every:
+            if not phase.runs_at(self.step):
                 continue
             for r in range(phase.repeat):
                 if phase.new_batch or batch is None or r > 0:
@@ -256,7 +291,11 @@ class Trainer:
         with amp:
             losses = phase.step(batch, ctx)
         scaler.scale(losses["loss"]).backward()
+        zero_missing_gradients(self.params[group])
         dist.average_gradients(self.params[group])
+        factor = self.schedules[group].factor(self.step)
+        for param_group, base_lr in zip(opt.param_groups, self.base_lrs[group], strict=True):
+            param_group["lr"] = base_lr * factor
         scaler.step(opt)
         scaler.update()
         if phase.after is not None:
@@ -282,24 +321,24 @@ class Trainer:
         if not self.main:
             return
         t = self.cfg.train
-        images = self.model.generate(t.grid_size, seed=t.seed)
-        nrow = self.data.spec.num_classes if self.model.conditional else None
+        images, nrow = self.model.preview(t.grid_size, t.seed, self.preview_batch)
         grid = make_grid(images, nrow=nrow)
         scale = max(1, 64 // images.shape[-1])
         save_image(grid, self.run_dir / "samples" / f"step-{self.step:06d}.png", scale=scale)
         logger.add_image("samples", grid, self.step)
 
     def _evaluate(self, logger: RunLogger, last_losses: dict[str, float]) -> None:
-        """Evaluate G_ema as `ganforge eval` would; log it; keep checkpoints/best."""
-        from ..metrics.evaluate import LOWER_IS_BETTER, evaluate
+        """Evaluate the model as `ganforge eval` would; log it; keep checkpoints/best."""
+        from ..metrics.evaluate import evaluate, lower_is_better
 
         if not self.main:
             return
         e, d = self.cfg.eval, self.cfg.data
         report = evaluate(
-            generator=self.model,
+            model=self.model,
             dataset=d.name,
             data_dir=d.dir,
+            task_options=d.task_options(),
             metrics=e.metrics,
             n=e.n,
             split=e.split,
@@ -312,7 +351,7 @@ class Trainer:
             return
         value = figures[e.best]
         better = self.best is None or (
-            value < self.best if e.best in LOWER_IS_BETTER else value > self.best
+            value < self.best if lower_is_better(e.best) else value > self.best
         )
         if better:
             self.best = value

@@ -15,14 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import check
 from ..data import DataSpec
+from ..errors import check
 from ..nn import init_normal
 from ..registry import MODELS
 from .adversarial import Objective, TwoPlayerModel
-from .base import Batch, Losses
-from .cgan import ConditionalGenerator
-from .dcgan import NORMS, book28_discriminator_body
+from .base import Batch, Losses, Task
+from .convnets import NORMS, LabelConditionalGenerator, book28_discriminator_body
 
 
 @dataclass
@@ -75,7 +74,7 @@ class ACGAN(TwoPlayerModel):
 
     Config = Config
     DEFAULT_PRESET = "book28"
-    conditional = True
+    TASK = Task("noise", labels=True)
     PRESETS = {
         # ours: D's class head learns from real images only.  Measured at 4 CPU minutes on
         # Fashion-MNIST: label agreement 0.70 and CAS 0.77, against 0.28 and 0.48 with the
@@ -97,18 +96,14 @@ class ACGAN(TwoPlayerModel):
         },
     }
 
-    def __init__(self, cfg: Config, spec: DataSpec) -> None:
-        super().__init__(cfg, spec)
-        self.resolution = cfg.resolution
-        self.G = ConditionalGenerator(cfg, spec)
-        self.D = AuxiliaryDiscriminator(cfg, spec)
-        init_normal(self)
-        self.setup_objective()
-        self.init_ema()
+    def build(self) -> dict[str, nn.Module]:
+        return {
+            "G": LabelConditionalGenerator(self.cfg, self.spec),
+            "D": AuxiliaryDiscriminator(self.cfg, self.spec),
+        }
 
-    def summary_inputs(self) -> dict[str, tuple[Any, ...]]:
-        fake = torch.zeros(2, self.spec.channels, self.resolution, self.resolution)
-        return {"G": self.generator_inputs(2, torch.zeros(2, dtype=torch.long), None), "D": (fake,)}
+    def initialize(self) -> None:
+        init_normal(self)
 
     def discriminate(self, images: torch.Tensor, labels: torch.Tensor | None):
         """Source logits and class logits; D itself does not see the label (the class head

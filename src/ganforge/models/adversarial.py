@@ -14,9 +14,8 @@ from typing import Any
 import torch
 
 from ..augment import diff_augment, parse_policy
-from ..config import check
-from ..errors import UserError
-from ..losses import LOSSES, PROBABILISTIC_LOSSES, d_nonsaturating, get_loss
+from ..errors import UserError, check
+from ..losses import LOSSES, PROBABILISTIC_LOSSES, get_loss
 from ..regularizers import (
     add_spectral_norm,
     clip_weights_,
@@ -25,7 +24,7 @@ from ..regularizers import (
     r1_penalty,
     r2_penalty,
 )
-from .base import Batch, GANModel, Losses, OptimSpec, Phase
+from .base import SCHEDULES, Batch, GANModel, Losses, LRSchedule, OptimSpec, Phase
 
 D_OUTPUTS = ("logit", "sigmoid")
 # losses that read D's output as a probability's logit, and so also work with a sigmoid D
@@ -66,9 +65,17 @@ class Objective:
     # D's last activation: logit (raw scores; the losses apply any sigmoid themselves) or
     # sigmoid (probabilities, as in the classic nn.Sigmoid + nn.BCELoss references)
     d_output: str = "logit"
+    # learning rate of both players as a pure function of the step: constant; linear (constant
+    # for lr_decay_start steps, then to zero over lr_decay_steps); step (times lr_decay_gamma
+    # every lr_decay_steps after lr_decay_start)
+    lr_schedule: str = "constant"
+    lr_decay_start: int = 0
+    lr_decay_steps: int = 0
+    lr_decay_gamma: float = 0.1
 
     def validate(self) -> None:
         check(self.loss in LOSSES, "loss", self.loss, f"use one of {', '.join(LOSSES)}")
+        self._validate_schedule()
         r = self.reg
         for name in ("gp", "r1", "r2", "clip", "ortho", "drift"):
             check(getattr(r, name) >= 0, f"reg.{name}", getattr(r, name), "use 0 (off) or more")
@@ -130,6 +137,35 @@ class Objective:
                 "(WGAN), reg.gp=10 (WGAN-GP) or spectral_norm=true"
             )
 
+    def _validate_schedule(self) -> None:
+        check(
+            self.lr_schedule in SCHEDULES,
+            "lr_schedule",
+            self.lr_schedule,
+            f"use one of {', '.join(SCHEDULES)}",
+        )
+        check(self.lr_decay_start >= 0, "lr_decay_start", self.lr_decay_start, "use 0 or more")
+        if self.lr_schedule != "constant":
+            check(
+                self.lr_decay_steps >= 1,
+                "lr_decay_steps",
+                self.lr_decay_steps,
+                f"lr_schedule={self.lr_schedule} needs the decay's length in steps (1 or more)",
+            )
+        if self.lr_schedule == "step":
+            check(
+                0 < self.lr_decay_gamma <= 1,
+                "lr_decay_gamma",
+                self.lr_decay_gamma,
+                "use a factor in (0, 1]",
+            )
+
+    def lr_schedule_spec(self) -> LRSchedule:
+        """The configured schedule, as the engine applies it to every optimizer group."""
+        return LRSchedule(
+            self.lr_schedule, self.lr_decay_start, self.lr_decay_steps, self.lr_decay_gamma
+        )
+
     def refuse_plain_layer_options(self, family: str) -> None:
         """For families built of equalized-learning-rate layers: spectral norm and orthogonal
         regularization act on nn.Conv2d/nn.Linear weights only, and would silently do nothing."""
@@ -141,19 +177,19 @@ class Objective:
 
 
 class TwoPlayerModel(GANModel):
-    """G and D trained with the configured objective; subclasses build ``G`` and ``D`` and then
-    call `setup_objective`."""
+    """G and D trained with the configured objective; subclasses `build` ``{"G", "D"}``."""
 
-    def setup_objective(self) -> None:
-        """Apply the layer options to the built networks (before any optimizer exists)."""
+    def apply_layer_options(self) -> None:
+        """Spectral norm on D when configured (the base class runs this before initialising)."""
         if self.cfg.spectral_norm:
             add_spectral_norm(self.D)
 
     def param_groups(self) -> dict[str, OptimSpec]:
         c = self.cfg
+        kw = dict(kind=c.optimizer, betas=tuple(c.betas), schedule=c.lr_schedule_spec())
         return {
-            "G": OptimSpec(self.G.parameters(), lr=c.lr_g, kind=c.optimizer, betas=tuple(c.betas)),
-            "D": OptimSpec(self.D.parameters(), lr=c.lr_d, kind=c.optimizer, betas=tuple(c.betas)),
+            "G": OptimSpec(self.G.parameters(), lr=c.lr_g, **kw),
+            "D": OptimSpec(self.D.parameters(), lr=c.lr_d, **kw),
         }
 
     def phases(self) -> list[Phase]:
@@ -223,7 +259,7 @@ class TwoPlayerModel(GANModel):
         clip_weights_(self.D, self.cfg.reg.clip)
 
     def _generator_inputs(self, batch: Batch) -> tuple[Any, ...]:
-        labels = batch["label"] if self.conditional else None
+        labels = batch["label"] if self.task.labels else None
         return self.generator_inputs(batch["image"].shape[0], labels, None)
 
     def _fakes(self, batch: Batch, ctx: dict[str, Any]) -> tuple[torch.Tensor, tuple[Any, ...]]:
@@ -236,7 +272,7 @@ class TwoPlayerModel(GANModel):
             return self.G(*inputs), inputs
 
     def _fake_labels(self, inputs: tuple[Any, ...]) -> torch.Tensor | None:
-        return inputs[1] if self.conditional else None
+        return inputs[1] if self.task.labels else None
 
     @staticmethod
     def _add(losses: Losses, extra: Losses) -> Losses:
@@ -261,7 +297,7 @@ class TwoPlayerModel(GANModel):
 
     def d_step(self, batch: Batch, ctx: dict[str, Any]) -> Losses:
         c, r = self.cfg, self.cfg.reg
-        real, labels = batch["image"], batch.get("label") if self.conditional else None
+        real, labels = batch["image"], batch.get("label") if self.task.labels else None
         fake, inputs = self._fakes(batch, ctx)
         fake_labels = self._fake_labels(inputs)
         eager_r1, eager_r2 = bool(r.r1 and r.every == 1), bool(r.r2 and r.every == 1)
@@ -271,8 +307,9 @@ class TwoPlayerModel(GANModel):
             fake = fake.detach().requires_grad_(True)
         real_logits, real_aux = self._discriminate(real, labels)
         fake_logits, fake_aux = self._discriminate(fake, fake_labels)
-        if c.loss == "nonsaturating":
-            losses = d_nonsaturating(real_logits, fake_logits, real_target=1 - c.label_smoothing)
+        if c.loss in PROBABILISTIC_LOSSES:  # the BCE losses take the smoothed real target
+            d_loss = get_loss(c.loss)[0]
+            losses = d_loss(real_logits, fake_logits, real_target=1 - c.label_smoothing)
         else:
             losses = get_loss(c.loss)[0](real_logits, fake_logits)
         losses = dict(losses)
@@ -298,7 +335,7 @@ class TwoPlayerModel(GANModel):
     def d_reg_step(self, batch: Batch, ctx: dict[str, Any]) -> Losses:
         """Lazy R1/R2: every ``reg.every`` steps, scaled by the interval (StyleGAN2)."""
         r = self.cfg.reg
-        labels = batch.get("label") if self.conditional else None
+        labels = batch.get("label") if self.task.labels else None
         real = batch["image"].detach().requires_grad_(bool(r.r1))
         fake, inputs = self._fakes(batch, ctx)
         fake_labels = self._fake_labels(inputs)
@@ -316,10 +353,9 @@ class TwoPlayerModel(GANModel):
             bool(r.r2),
             interval=r.every,
         )
-        # + 0 * logits: every D parameter takes part (the output bias has no input gradient),
-        # so Adam and the gradient all-reduce see the same set in every D step
-        zero = sum(x.sum() * 0 for x in (real_logits, fake_logits) if x is not None)
-        return {"loss": sum(extra.values()) + zero, **extra}
+        # D's output bias has no input gradient: the engine gives it a zero one, so Adam and the
+        # gradient all-reduce see the same parameters in every D step
+        return {"loss": sum(extra.values()), **extra}
 
     def _penalties(
         self,

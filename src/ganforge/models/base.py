@@ -1,9 +1,13 @@
 """The model interface every family implements; the engine knows families only through it.
 
-A family is a `GANModel` subclass registered with ``@MODELS.register(name)``.  It owns its
-networks (``G``, ``D``, ...), says how each is optimized (`param_groups`), and lists its training
-phases as data (`phases`), so n-critic loops and lazy regularizers are numbers, not branches in
-the engine.  Models never write files or print: phases return dicts of named losses.
+A family is a `GANModel` subclass registered with ``@MODELS.register(name)``.  It says once what
+it is (`TASK`, or `task_for` when a config option changes it), builds its networks by name
+(`build`), says which of them keep an EMA copy (`EMA`), how each group is optimized
+(`param_groups`, with a learning-rate schedule), and lists its training phases as data
+(`phases`), so n-critic loops, lazy regularizers and stage windows are numbers, not branches in
+the engine.  The base class builds every family in one fixed order (networks, layer options,
+initialisation, EMA copies), so no family repeats that ritual.  Models never write files or
+print: phases return dicts of named losses.
 """
 
 from __future__ import annotations
@@ -22,18 +26,56 @@ from ..errors import UserError
 Batch = dict[str, torch.Tensor]
 Losses = dict[str, torch.Tensor]
 
+#: What goes in and comes out of a family's generator.
+TASK_KINDS = ("noise", "paired", "masked", "lowres", "unpaired")
+#: The data task (`ganforge.data.tasks`) each kind trains on.
+DATA_TASKS = {
+    "noise": "plain",
+    "paired": "paired",
+    "masked": "masked",
+    "lowres": "lowres",
+    "unpaired": "unpaired",
+}
+
+
+@dataclass(frozen=True)
+class Task:
+    """The one answer to "what does this family take and give".
+
+    ``kind``: ``noise`` (z, optionally labels or text -> image), ``paired`` (image -> image),
+    ``masked`` (image + mask -> filled image), ``lowres`` (image -> larger image) or
+    ``unpaired`` (domain A <-> domain B).  ``labels``: G takes class labels (class-conditional).
+    ``text``: G takes caption tokens.  ``styles``: G maps z to per-layer styles w through
+    ``map``/``synthesis`` (the latent tools and ppl work on it)."""
+
+    kind: str = "noise"
+    labels: bool = False
+    text: bool = False
+    styles: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in TASK_KINDS:
+            raise ValueError(f"Task.kind must be one of {TASK_KINDS}, got {self.kind!r}")
+
+    @property
+    def data(self) -> str:
+        """The data task this family trains on (``captioned`` for text-to-image)."""
+        return "captioned" if self.text else DATA_TASKS[self.kind]
+
 
 @dataclass
 class Phase:
     """One kind of optimizer step in a training iteration.
 
     ``step(batch, ctx)`` returns named losses; ``losses["loss"]`` is back-propagated into the
-    parameters of optimizer ``group`` (all other parameters are frozen meanwhile).  ``ctx`` is a
+    parameters of optimizer ``group`` (all other parameters are frozen meanwhile; parameters of
+    the group that the loss does not reach get a zero gradient from the engine).  ``ctx`` is a
     dict shared by the phases of one iteration, so a phase may reuse what an earlier one computed
     (the fakes of the G step, for instance).  The phase runs on iterations where
-    ``step_index % every == 0``, ``repeat`` times in a row (n_critic); ``new_batch`` draws a fresh
-    real batch for each call; otherwise the first call sees the previous phase's batch (and the
-    repeats after it draw fresh ones).
+    ``step_index % every == 0`` and ``start <= step_index < stop`` (``stop`` None: to the end;
+    a window lets a family train one stage, then another), ``repeat`` times in a row (n_critic);
+    ``new_batch`` draws a fresh real batch for each call; otherwise the first call sees the
+    previous phase's batch (and the repeats after it draw fresh ones).
     """
 
     name: str
@@ -43,6 +85,43 @@ class Phase:
     repeat: int = 1
     new_batch: bool = True
     after: Callable[[], None] | None = None  # runs after the optimizer step (weight clipping)
+    start: int = 0
+    stop: int | None = None
+
+    def runs_at(self, step: int) -> bool:
+        """Whether this phase runs in training iteration ``step`` (0-based)."""
+        in_window = step >= self.start and (self.stop is None or step < self.stop)
+        return in_window and step % self.every == 0
+
+
+SCHEDULES = ("constant", "linear", "step")
+
+
+@dataclass(frozen=True)
+class LRSchedule:
+    """A learning-rate factor as a pure function of the step, so resuming anywhere (mid-decay
+    included) gives the rate the uninterrupted run had.
+
+    ``constant``: 1.  ``linear``: 1 for ``start`` steps, then falling linearly to 0 over
+    ``length`` steps (pix2pix's and CycleGAN's 100 + 100 epochs, in steps).  ``step``: times
+    ``gamma`` every ``length`` steps after ``start`` (SRGAN's decay)."""
+
+    kind: str = "constant"
+    start: int = 0
+    length: int = 0
+    gamma: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.kind not in SCHEDULES:
+            raise ValueError(f"LRSchedule.kind must be one of {SCHEDULES}, got {self.kind!r}")
+
+    def factor(self, step: int) -> float:
+        if self.kind == "constant" or step < self.start:
+            return 1.0
+        done = step - self.start
+        if self.kind == "linear":
+            return max(0.0, 1.0 - done / self.length)
+        return self.gamma ** (done // self.length)
 
 
 @dataclass
@@ -54,6 +133,7 @@ class OptimSpec:
     kind: str = "adam"  # adam | rmsprop
     betas: tuple[float, float] = (0.5, 0.999)
     eps: float = 1e-8
+    schedule: LRSchedule = LRSchedule()
 
     def build(self) -> torch.optim.Optimizer:
         params = [p for p in self.params if p.requires_grad]
@@ -65,41 +145,88 @@ class OptimSpec:
 
 
 class GANModel(nn.Module):
-    """Base of every family.  Subclasses set `Config`, `PRESETS`, `DEFAULT_PRESET` and build
-    ``self.G`` and ``self.D`` in ``__init__``; ``self.G_ema`` is made by `init_ema`."""
+    """Base of every family.
+
+    A subclass sets `Config`, `PRESETS`, `DEFAULT_PRESET`, its `TASK` (or `task_for`) and `EMA`,
+    and supplies the parts the base class assembles in this order when it is constructed:
+    `build` (the networks, by name), `apply_layer_options` (spectral norm and the like, before
+    anything records parameter names), `initialize` (weights), then an EMA copy ``<name>_ema``
+    of each network named in `EMA`.  A family never repeats that ritual, so it cannot forget a
+    step of it."""
 
     Config: ClassVar[type]
     PRESETS: ClassVar[dict[str, dict[str, Any]]]
     DEFAULT_PRESET: ClassVar[str]
-    #: True when the family needs class labels (a labeled data set).
-    conditional: ClassVar[bool] = False
-    #: True when G maps z to per-layer styles w (G.map / G.synthesis): latent tools, ppl.
-    style_based: ClassVar[bool] = False
-    #: Resolution used by the family when the config does not fix one.
+    #: What the family takes and gives; `task_for` answers per config where an option changes it.
+    TASK: ClassVar[Task] = Task()
+    #: The networks that keep an exponential moving average (``G`` -> ``G_ema``).
+    EMA: ClassVar[tuple[str, ...]] = ("G",)
+    #: Resolution of the family's images (set from the config; a family may refine it in build).
     resolution: int
 
     def __init__(self, cfg: Any, spec: DataSpec) -> None:
         super().__init__()
         self.cfg = cfg
         self.spec = spec
-        if self.conditional and spec.num_classes < 2:
+        self.task = type(self).task_for(cfg)
+        self.check_data(spec)
+        if hasattr(cfg, "resolution"):
+            self.resolution = cfg.resolution
+        networks = self.build()
+        for name, net in networks.items():
+            setattr(self, name, net)
+        self._network_names = tuple(networks)
+        self.apply_layer_options()
+        self.initialize()
+        for name in self.EMA:
+            ema = copy.deepcopy(getattr(self, name)).eval().requires_grad_(False)
+            setattr(self, f"{name}_ema", ema)
+
+    @classmethod
+    def task_for(cls, cfg: Any) -> Task:
+        """The family's task under config ``cfg`` (families with a conditional option override)."""
+        return cls.TASK
+
+    def check_data(self, spec: DataSpec) -> None:
+        """Refuse data the family cannot train on, before anything is built."""
+        if self.task.labels and spec.num_classes < 2:
             raise UserError(
                 f"model '{type(self).__name__.lower()}' is class-conditional but data set "
                 f"'{spec.name}' has no labels; use a labeled data set (fmnist, mnist, digits, or "
                 "a folder with one subfolder per class)"
             )
 
-    # ----- construction helpers -------------------------------------------------------------
-    def init_ema(self) -> None:
-        """Make ``G_ema``, a frozen copy of ``G`` that the engine averages and samples from."""
-        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+    # ----- what families provide: construction ---------------------------------------------
+    def build(self) -> dict[str, nn.Module]:
+        """The trained networks by name (``{"G": ..., "D": ...}``)."""
+        raise NotImplementedError
 
-    @classmethod
-    def is_conditional(cls, cfg: Any) -> bool:
-        """Whether a model with family config ``cfg`` needs labels (a config option for
-        families with a conditional variant)."""
-        return cls.conditional
+    def apply_layer_options(self) -> None:
+        """Layer options of the config applied to the built networks (spectral norm...)."""
 
+    def initialize(self) -> None:
+        """Initial weights, after the layer options (modules keep PyTorch's defaults if not)."""
+
+    # ----- the declared networks --------------------------------------------------------------
+    def networks(self) -> dict[str, nn.Module]:
+        """The trained networks by name, in the order the family built them."""
+        return {name: getattr(self, name) for name in self._network_names}
+
+    def ema_networks(self) -> dict[str, nn.Module]:
+        """The EMA copies, by the name of the network each one averages."""
+        return {name: getattr(self, f"{name}_ema") for name in self.EMA}
+
+    def ema_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(source, average) pairs the engine keeps an exponential moving average of."""
+        return [(getattr(self, name), avg) for name, avg in self.ema_networks().items()]
+
+    def generator(self, ema: bool = True) -> nn.Module:
+        """The network images come from: the first network's EMA copy when kept, else itself."""
+        first = self._network_names[0]
+        averages = self.ema_networks()
+        return averages[first] if ema and first in averages else getattr(self, first)
+
+    # ----- what families provide: training --------------------------------------------------
     def ema_beta(self, images_seen: int, batch_size: int) -> float | None:
         """The EMA decay for this step, for families that set it themselves (a half-life in
         images); None: the engine's ``train.ema_beta`` with its ramp-up."""
@@ -113,11 +240,6 @@ class GANModel(nn.Module):
         this iteration's steps; none by default."""
         return ()
 
-    def ema_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
-        """(source, average) pairs the engine keeps an exponential moving average of."""
-        return [(self.G, self.G_ema)] if hasattr(self, "G_ema") else []
-
-    # ----- what families provide ------------------------------------------------------------
     def param_groups(self) -> dict[str, OptimSpec]:
         raise NotImplementedError
 
@@ -134,7 +256,7 @@ class GANModel(nn.Module):
         """Arguments for ``G`` to make ``n`` images: ``(z,)``, or ``(z, labels)`` for conditional
         families, whose labels default to cycling through the classes (one per grid column)."""
         z = self.sample_latent(n, generator=generator)
-        if not self.conditional:
+        if not self.task.labels:
             return (z,)
         if labels is None:
             labels = (torch.arange(n) % self.spec.num_classes).to(self.device)
@@ -143,7 +265,8 @@ class GANModel(nn.Module):
     def summary_inputs(self) -> dict[str, tuple[Any, ...]]:
         """Example arguments for each network, for `ganforge summary` (batch of 2)."""
         fake = torch.zeros(2, self.spec.channels, self.resolution, self.resolution)
-        return {"G": self.generator_inputs(2, None, None), "D": (fake,)}
+        labels = torch.zeros(2, dtype=torch.long) if self.task.labels else None
+        return {"G": self.generator_inputs(2, labels, None), "D": (fake,)}
 
     # ----- using a trained model -------------------------------------------------------------
     @property
@@ -181,7 +304,7 @@ class GANModel(nn.Module):
         if n is None or n < 1:
             raise UserError(f"cannot generate {n} images; ask for at least 1")
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        net = self.G_ema if ema and hasattr(self, "G_ema") else self.G
+        net = self.generator(ema)
         was_training = net.training
         net.eval()
         try:
@@ -214,7 +337,7 @@ class GANModel(nn.Module):
         return z * psi
 
     def _labels(self, n: int, labels: Any) -> torch.Tensor | None:
-        if not self.conditional:
+        if not self.task.labels:
             if labels is not None:
                 raise UserError(
                     f"model '{type(self).__name__.lower()}' is unconditional; drop the class/labels"
@@ -234,7 +357,105 @@ class GANModel(nn.Module):
             raise UserError(f"class {bad} is out of range; this model has classes 0..{k - 1}")
         return out.long().to(self.device)
 
+    # ----- what the engine shows and scores -------------------------------------------------
+    def preview(
+        self, n: int, seed: int, batch: Batch | None = None
+    ) -> tuple[torch.Tensor, int | None]:
+        """The images of a sample grid ``[M, C, H, W]`` in [-1, 1] and its row length (None:
+        square).  Noise families: ``n`` images from fixed noise (``seed``), one column per class
+        when conditional.  Image families: rows of input | output | target for the fixed
+        ``batch`` of the test split (`eval_outputs` of it)."""
+        if self.task.kind == "noise":
+            nrow = self.spec.num_classes if self.task.labels else None
+            return self.generate(n, seed=seed), nrow
+        if batch is None:
+            raise ValueError(f"a {self.task.kind} family previews a fixed batch; none was given")
+        out = self.eval_outputs(batch, seed=seed)
+        rows = [out["input"], out["image"]] + ([out["target"]] if "target" in out else [])
+        rows = [_as_channels(r.to(self.device).float(), self.spec.channels) for r in rows]
+        size = rows[1].shape[-1]
+        rows = [_fit(r, size) for r in rows]
+        # one row per role: [input_0..input_k-1, output_0.., target_0..]
+        return torch.cat(rows).clamp(-1, 1), rows[0].shape[0]
+
+    @torch.no_grad()
+    def eval_outputs(
+        self, batch: Batch, *, seed: int, truncation: float = 1.0
+    ) -> dict[str, torch.Tensor]:
+        """What evaluation scores for one chunk.
+
+        Noise families: ``batch = {"index": int64 [m]}`` (positions in the evaluation set);
+        returns ``{"image": [m, C, H, W]}`` drawn with ``seed`` (plus ``"label"``, cycling
+        through the classes by position, when conditional).  Style-based generators draw fresh
+        per-pixel noise for every image, as StyleGAN2-ADA's metrics do (a constant noise map
+        would be one more thing all images share), from ``seed + 1``, leaving the global RNG
+        alone.  Image families: ``batch`` is a chunk of the evaluation split; returns the
+        outputs as ``"image"`` with ``"target"``, ``"input"`` (and ``"mask"``)."""
+        if self.task.kind != "noise":
+            return self.image_outputs(batch)
+        index = batch["index"]
+        labels = (index % self.spec.num_classes) if self.task.labels else None
+        kwargs: dict[str, Any] = {"truncation": truncation} if truncation != 1.0 else {}
+        style = self.task.styles
+        if style:
+            kwargs["noise_mode"] = "random"
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices, enabled=style):
+            if style:
+                torch.manual_seed(seed + 1)  # the noise; the latents use seed
+            images = self.generate(len(index), labels=labels, seed=seed, **kwargs)
+        out = {"image": images}
+        if labels is not None:
+            out["label"] = labels
+        return out
+
+    def image_outputs(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """An image family's outputs for a batch of its data task (see `eval_outputs`)."""
+        kind = self.task.kind
+        if kind == "unpaired":
+            x = batch["image_a"]
+            return {"image": self.translate(x, direction="a2b"), "input": x}
+        x = batch["cond_image"]
+        out = {"input": x, "target": batch["image"]}
+        if kind == "masked":
+            out["image"] = self.inpaint(x, batch["mask"])
+            out["mask"] = batch["mask"]
+        elif kind == "lowres":
+            out["image"] = self.upscale(x)
+        else:
+            out["image"] = self.translate(x)
+        return out
+
+    def translate(self, images: torch.Tensor, *, direction: str | None = None) -> torch.Tensor:
+        """Image-to-image families: outputs ``[N, C, H, W]`` in [-1, 1] for inputs ``images``."""
+        raise UserError(f"model '{type(self).__name__.lower()}' does not translate images")
+
+    def inpaint(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """Inpainting families: ``images`` with the holes (``masks`` [N, 1, H, W], 1 = hole)
+        filled."""
+        raise UserError(f"model '{type(self).__name__.lower()}' does not inpaint images")
+
+    def upscale(self, images: torch.Tensor) -> torch.Tensor:
+        """Super-resolution families: ``images`` at the family's larger size."""
+        raise UserError(f"model '{type(self).__name__.lower()}' does not upscale images")
+
 
 def set_requires_grad(module: nn.Module, flag: bool) -> None:
     for p in module.parameters():
         p.requires_grad_(flag)
+
+
+def _as_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
+    """Grayscale rows beside RGB ones (an edge map beside a photo) are repeated to 3 channels."""
+    if images.shape[1] == channels:
+        return images
+    if images.shape[1] == 1:
+        return images.expand(-1, channels, -1, -1)
+    return images.mean(1, keepdim=True)
+
+
+def _fit(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Rows of another size (a low-res input) shown at the output's size, nearest-upsampled."""
+    if images.shape[-1] == size:
+        return images
+    return torch.nn.functional.interpolate(images, size=(size, size), mode="nearest")

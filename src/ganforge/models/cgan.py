@@ -14,12 +14,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import check
 from ..data import DataSpec
+from ..errors import check
 from ..nn import init_normal
 from ..registry import MODELS
 from .adversarial import Objective, TwoPlayerModel
-from .dcgan import NORMS, book28_discriminator_body, book28_generator
+from .base import Task
+from .convnets import NORMS, LabelConditionalGenerator, book28_discriminator_body
 
 
 @dataclass
@@ -42,25 +43,6 @@ class Config(Objective):
         check(self.d_cond in ("channel", "concat"), "d_cond", self.d_cond, "use channel or concat")
         check(self.resolution % 4 == 0, "resolution", self.resolution, "use a multiple of 4")
         check(self.embed_dim >= 1, "embed_dim", self.embed_dim, "use a positive size")
-
-
-class ConditionalGenerator(nn.Module):
-    def __init__(self, cfg: Config, spec: DataSpec) -> None:
-        super().__init__()
-        self.mode = cfg.g_cond
-        k = spec.num_classes
-        if self.mode == "multiply":
-            self.embed = nn.Embedding(k, cfg.z_dim)
-            in_dim = cfg.z_dim
-        else:
-            self.embed = nn.Embedding(k, cfg.embed_dim)
-            in_dim = cfg.z_dim + cfg.embed_dim
-        self.net = book28_generator(in_dim, cfg.g_channels, spec.channels, cfg.resolution)
-
-    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """z ``[N, z_dim]``, labels ``[N]`` int64 -> images ``[N, C, R, R]`` in [-1, 1]."""
-        e = self.embed(labels)
-        return self.net(z * e if self.mode == "multiply" else torch.cat([z, e], dim=1))
 
 
 class ConditionalDiscriminator(nn.Module):
@@ -95,7 +77,7 @@ class CGAN(TwoPlayerModel):
 
     Config = Config
     DEFAULT_PRESET = "book28"
-    conditional = True
+    TASK = Task("noise", labels=True)
     PRESETS = {
         "book28": {"train.steps": 2000, "train.sample_every": 250, "train.grid_size": 100},
         "mirza": {"g_cond": "concat", "d_cond": "concat", "train.grid_size": 100},
@@ -109,16 +91,15 @@ class CGAN(TwoPlayerModel):
         },
     }
 
-    def __init__(self, cfg: Config, spec: DataSpec) -> None:
-        super().__init__(cfg, spec)
-        self.resolution = cfg.resolution
-        self.G = ConditionalGenerator(cfg, spec)
-        self.D = ConditionalDiscriminator(cfg, spec)
+    def build(self) -> dict[str, nn.Module]:
+        return {
+            "G": LabelConditionalGenerator(self.cfg, self.spec),
+            "D": ConditionalDiscriminator(self.cfg, self.spec),
+        }
+
+    def initialize(self) -> None:
         init_normal(self)
-        self.setup_objective()
-        self.init_ema()
 
     def summary_inputs(self) -> dict[str, tuple[Any, ...]]:
-        labels = torch.zeros(2, dtype=torch.long)
-        fake = torch.zeros(2, self.spec.channels, self.resolution, self.resolution)
-        return {"G": self.generator_inputs(2, labels, None), "D": (fake, labels)}
+        inputs = super().summary_inputs()
+        return {**inputs, "D": (*inputs["D"], inputs["G"][1])}

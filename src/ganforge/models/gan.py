@@ -7,8 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..config import check
-from ..data import DataSpec
+from ..errors import check
 from ..nn import Reshape
 from ..registry import MODELS
 from .adversarial import Objective, TwoPlayerModel
@@ -56,24 +55,22 @@ class GAN(TwoPlayerModel):
         },
     }
 
-    def __init__(self, cfg: Config, spec: DataSpec) -> None:
-        super().__init__(cfg, spec)
-        self.resolution = cfg.resolution
+    def build(self) -> dict[str, nn.Module]:
+        cfg, spec = self.cfg, self.spec
         pixels = spec.channels * cfg.resolution**2
-        self.G = nn.Sequential(
+        G = nn.Sequential(
             *mlp([cfg.z_dim, *cfg.g_hidden]),
             nn.Linear(cfg.g_hidden[-1], pixels),
             nn.Tanh(),
             Reshape(spec.channels, cfg.resolution, cfg.resolution),
         )
-        self.D = nn.Sequential(
+        D = nn.Sequential(
             nn.Flatten(),
             *mlp([pixels, *cfg.d_hidden], dropout=cfg.d_dropout),
             nn.Linear(cfg.d_hidden[-1], 1),
             nn.Flatten(0),
         )
-        self.setup_objective()
-        self.init_ema()
+        return {"G": G, "D": D}
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.G(z)

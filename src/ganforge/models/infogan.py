@@ -17,14 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import check
 from ..data import DataSpec
-from ..errors import UserError
+from ..errors import UserError, check
 from ..nn import init_normal
 from ..registry import MODELS
 from .adversarial import Objective, TwoPlayerModel
 from .base import Batch, Losses
-from .dcgan import NORMS, book28_discriminator_body, book28_generator
+from .convnets import NORMS, book28_discriminator_body, book28_generator
 
 
 @dataclass
@@ -100,15 +99,16 @@ class InfoGAN(TwoPlayerModel):
         },
     }
 
-    def __init__(self, cfg: Config, spec: DataSpec) -> None:
-        super().__init__(cfg, spec)
-        self.resolution = cfg.resolution
+    def build(self) -> dict[str, nn.Module]:
+        cfg, spec = self.cfg, self.spec
         in_dim = cfg.z_dim + cfg.n_cat + cfg.n_cont
-        self.G = book28_generator(in_dim, cfg.g_channels, spec.channels, cfg.resolution)
-        self.D = InfoDiscriminator(cfg, spec)
+        return {
+            "G": book28_generator(in_dim, cfg.g_channels, spec.channels, cfg.resolution),
+            "D": InfoDiscriminator(cfg, spec),
+        }
+
+    def initialize(self) -> None:
         init_normal(self)
-        self.setup_objective()
-        self.init_ema()
 
     # ----- latent codes ---------------------------------------------------------------------
     def make_input(self, z: torch.Tensor, cat: torch.Tensor, cont: torch.Tensor) -> torch.Tensor:

@@ -47,9 +47,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import check
 from ..data import DataSpec
-from ..errors import UserError
+from ..errors import UserError, check
 from ..nn.style import Conv2dLayer, FullyConnectedLayer, MinibatchStdLayer, normalize_2nd_moment
 from ..registry import MODELS
 from .adversarial import Objective, RegConfig, TwoPlayerModel
@@ -354,11 +353,6 @@ class Discriminator(GrowingNetwork):
         return self.b4(x).flatten()
 
 
-def _zero_gradient(params: Iterator[nn.Parameter]) -> torch.Tensor | float:
-    """0, as a term that gives each of ``params`` a zero gradient (not none)."""
-    return sum((p.sum() for p in params), 0.0) * 0
-
-
 # ----- the family -----------------------------------------------------------------------------
 @MODELS.register(
     "progan", doc="Progressive GAN (Karras 2018): grows 4x4 -> full size with fade-ins, WGAN-GP"
@@ -419,19 +413,18 @@ class ProGAN(TwoPlayerModel):
         },
     }
 
-    def __init__(self, cfg: Config, spec: DataSpec) -> None:
-        super().__init__(cfg, spec)
-        if spec.resolution != cfg.resolution:
+    def check_data(self, spec: DataSpec) -> None:
+        super().check_data(spec)
+        if spec.resolution != self.cfg.resolution:
             raise UserError(
                 f"data set '{spec.name}' is {spec.resolution}x{spec.resolution} but progan is "
-                f"set up for resolution {cfg.resolution}; load the data at that resolution"
+                f"set up for resolution {self.cfg.resolution}; load the data at that resolution"
             )
-        self.resolution = cfg.resolution
-        self.schedule = GrowthSchedule(cfg.stages)
-        self.G = Generator(cfg, spec.channels)
-        self.D = Discriminator(cfg, spec.channels)
-        self.setup_objective()
-        self.init_ema()
+
+    def build(self) -> dict[str, nn.Module]:
+        self.schedule = GrowthSchedule(self.cfg.stages)
+        channels = self.spec.channels
+        return {"G": Generator(self.cfg, channels), "D": Discriminator(self.cfg, channels)}
 
     # ----- growth -----------------------------------------------------------------------------
     def begin_iteration(self, step: int) -> tuple[str, ...]:
@@ -460,23 +453,20 @@ class ProGAN(TwoPlayerModel):
         return {**batch, "image": self.stage_reals(batch["image"])}
 
     # ----- phases -----------------------------------------------------------------------------
+    # The blocks of stages not yet (or no longer) in use get zero gradients from the engine,
+    # not none, so every process's optimizer and all-reduce see the same parameters.
     def g_step(self, batch: Batch, ctx: dict[str, Any]) -> Losses:
         losses = super().g_step(batch, ctx)
-        losses["loss"] = losses["loss"] + _zero_gradient(self.G.idle_parameters())
         stage, alpha = self.G.growth()
         losses["resolution"] = torch.tensor(float(4 << stage))
         losses["alpha"] = torch.tensor(alpha)
         return losses
 
     def d_step(self, batch: Batch, ctx: dict[str, Any]) -> Losses:
-        losses = super().d_step(self._staged(batch), ctx)
-        losses["loss"] = losses["loss"] + _zero_gradient(self.D.idle_parameters())
-        return losses
+        return super().d_step(self._staged(batch), ctx)
 
     def d_reg_step(self, batch: Batch, ctx: dict[str, Any]) -> Losses:
-        losses = super().d_reg_step(self._staged(batch), ctx)
-        losses["loss"] = losses["loss"] + _zero_gradient(self.D.idle_parameters())
-        return losses
+        return super().d_reg_step(self._staged(batch), ctx)
 
     # ----- using it ---------------------------------------------------------------------------
     def synthesize(

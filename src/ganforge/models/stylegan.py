@@ -18,12 +18,13 @@ and a schedule for little benefit, and StyleGAN2 dropped it altogether.  ``proga
 progressive growing.
 
 D is the paper's, which is ProGAN's with blurred downsampling and minibatch stddev; GANForge
-builds it with `ganforge.models.stylegan2.Discriminator` in its ``orig`` architecture
-(``d_architecture``): fromRGB, then per resolution a 3x3 conv and a 3x3 conv that halves the
-resolution, then minibatch stddev, a conv and two dense layers at 4x4.  The one difference is
-its low-pass filter: StyleGAN2 filters with [1, 3, 3, 1] before a strided conv, v1 blurred with
-[1, 2, 1] and average-pooled 2x2 after the conv; [1, 3, 3, 1] is [1, 2, 1] convolved with the
-pooling's [1, 1], so the two compute the same kind of function up to the borders.
+builds it with StyleGAN2's `ganforge.models.stylenets.Discriminator` in its ``orig``
+architecture (``d_architecture``): fromRGB, then per resolution a 3x3 conv and a 3x3 conv that
+halves the resolution, then minibatch stddev, a conv and two dense layers at 4x4.  The one
+difference is its low-pass filter: StyleGAN2 filters with [1, 3, 3, 1] before a strided conv, v1
+blurred with [1, 2, 1] and average-pooled 2x2 after the conv; [1, 3, 3, 1] is [1, 2, 1]
+convolved with the pooling's [1, 1], so the two compute the same kind of function up to the
+borders.
 
 Training: the non-saturating logistic loss with R1 (gamma 10, the FFHQ setting) in every D step,
 Adam with lr 0.001 and betas (0, 0.99), style mixing with probability 0.9, and an EMA of G with
@@ -42,16 +43,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import check
 from ..data import DataSpec
-from ..errors import UserError
+from ..errors import UserError, check
 from ..nn.adain import AdaIN
 from ..nn.style import Conv2dLayer, MappingNetwork
 from ..nn.upfirdn import setup_filter, upfirdn2d
 from ..registry import MODELS
 from .adversarial import Objective, RegConfig, TwoPlayerModel
-from .stylegan2 import ARCHITECTURES, Discriminator, StyleGAN2, check_sampling
-from .stylegan2 import Config as StyleGAN2Config
+from .base import Task
+from .stylenets import (
+    ARCHITECTURES,
+    Discriminator,
+    DiscriminatorSpec,
+    check_sampling,
+    ema_half_life_beta,
+)
 
 #: He gain of the convolutions followed by leaky ReLU, as in the reference; the instance norm
 #: after them removes the scale again, but it sets the noise's and bias's size relative to them
@@ -123,15 +129,13 @@ class Config(Objective):
         return min(self.channel_base // res, self.channel_max)
 
 
-def discriminator_config(cfg: Config) -> StyleGAN2Config:
-    """The StyleGAN2 config whose `Discriminator` is this family's D (unconditional)."""
-    return StyleGAN2Config(
+def discriminator_spec(cfg: Config) -> DiscriminatorSpec:
+    """StyleGAN2's discriminator settings for this family's D (unconditional)."""
+    return DiscriminatorSpec(
         resolution=cfg.resolution,
-        channel_base=cfg.channel_base,
-        channel_max=cfg.channel_max,
-        d_architecture=cfg.d_architecture,
-        d_channel_base=cfg.d_channel_base,
-        d_channel_max=cfg.d_channel_max,
+        architecture=cfg.d_architecture,
+        channel_base=cfg.d_channel_base or cfg.channel_base,
+        channel_max=cfg.d_channel_max or cfg.channel_max,
         mbstd_group_size=cfg.mbstd_group_size,
         mbstd_channels=cfg.mbstd_channels,
     )
@@ -300,7 +304,7 @@ class StyleGAN(TwoPlayerModel):
     """StyleGAN v1 without progressive growing; D is StyleGAN2's ``orig`` discriminator."""
 
     Config = Config
-    style_based = True
+    TASK = Task("noise", styles=True)
     DEFAULT_PRESET = "fmnist32"
     PRESETS: dict[str, dict[str, Any]] = {
         # StyleGAN2's fmnist32 widths (32 to 128 channels); 2,000 steps should take about a
@@ -345,16 +349,16 @@ class StyleGAN(TwoPlayerModel):
         },
     }
 
-    def __init__(self, cfg: Config, spec: DataSpec) -> None:
-        super().__init__(cfg, spec)
-        self.resolution = cfg.resolution
-        self.G = Generator(cfg, spec)
-        self.D = Discriminator(discriminator_config(cfg), spec)
-        self.setup_objective()
-        self.init_ema()
+    def build(self) -> dict[str, nn.Module]:
+        G = Generator(self.cfg, self.spec)
+        return {"G": G, "D": Discriminator(discriminator_spec(self.cfg), self.spec.channels)}
 
-    # the same EMA half-life in images as StyleGAN2 (the paper's G_smoothing_kimg)
-    ema_beta = StyleGAN2.ema_beta
+    def ema_beta(self, images_seen: int, batch_size: int) -> float:
+        """The same EMA half-life in images as StyleGAN2 (the paper's G_smoothing_kimg)."""
+        c = self.cfg
+        return ema_half_life_beta(
+            images_seen, batch_size, ema_kimg=c.ema_kimg, ema_rampup=c.ema_rampup
+        )
 
     def synthesize(
         self, net: nn.Module, args: tuple[Any, ...], *, truncation: float, noise_mode: str

@@ -18,30 +18,24 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import check
 from ..data import DataSpec
-from ..errors import UserError
-from ..nn.style import (
-    Conv2dLayer,
-    FullyConnectedLayer,
-    MappingNetwork,
-    MinibatchStdLayer,
-    SynthesisLayer,
-    ToRGBLayer,
-)
-from ..nn.upfirdn import downsample2d, setup_filter, upsample2d
+from ..errors import UserError, check
+from ..nn.style import Conv2dLayer, MappingNetwork, SynthesisLayer, ToRGBLayer
+from ..nn.upfirdn import setup_filter, upsample2d
 from ..registry import MODELS
 from .adversarial import Objective, RegConfig, TwoPlayerModel
-from .base import Batch, Losses, OptimSpec, Phase
-
-ARCHITECTURES = ("orig", "skip", "resnet")
-#: a synthesis network's noise inputs: fresh draws, the stored buffers, or none
-NOISE_MODES = ("random", "const", "none")
+from .base import Batch, Losses, OptimSpec, Phase, Task
+from .stylenets import (
+    ARCHITECTURES,
+    Discriminator,
+    DiscriminatorSpec,
+    check_sampling,
+    ema_half_life_beta,
+)
 
 
 @dataclass
@@ -109,15 +103,20 @@ class Config(Objective):
         top = (self.d_channel_max or self.channel_max) if d else self.channel_max
         return min(base // res, top)
 
-
-def check_sampling(*, truncation: float = 1.0, noise_mode: str = "const") -> None:
-    """The sampling options of every style-based generator (both StyleGAN families and the
-    latent tools), one line for a bad one: psi in [0, 1.5], where above 1 extrapolates away
-    from the mean w, and a known noise mode."""
-    if noise_mode not in NOISE_MODES:
-        raise UserError(f"unknown noise mode {noise_mode!r}; use {', '.join(NOISE_MODES)}")
-    if not 0 <= truncation <= 1.5:
-        raise UserError(f"truncation {truncation} is out of range; use a value in [0, 1.5]")
+    def discriminator(self, num_classes: int) -> DiscriminatorSpec:
+        """D's settings (``num_classes`` of the data; used when conditional)."""
+        return DiscriminatorSpec(
+            resolution=self.resolution,
+            architecture=self.d_architecture,
+            channel_base=self.d_channel_base or self.channel_base,
+            channel_max=self.d_channel_max or self.channel_max,
+            conv_clamp=self.d_conv_clamp,
+            mbstd_group_size=self.mbstd_group_size,
+            mbstd_channels=self.mbstd_channels,
+            c_dim=num_classes if self.conditional else 0,
+            cmap_dim=self.d_cmap_dim,
+            mapping_layers=self.d_mapping_layers,
+        )
 
 
 def _clamp(value: float) -> float | None:
@@ -266,105 +265,6 @@ class Generator(nn.Module):
         return self.synthesis(ws, noise_mode=noise_mode)
 
 
-# ----- discriminator --------------------------------------------------------------------------
-class DiscriminatorBlock(nn.Module):
-    """Two 3x3 convs, the second halving the resolution (and a 1x1 skip for ``resnet``)."""
-
-    def __init__(
-        self, cfg: Config, in_ch: int, tmp_ch: int, out_ch: int, res: int, channels: int
-    ) -> None:
-        super().__init__()
-        self.in_channels, self.architecture = in_ch, cfg.d_architecture
-        self.register_buffer("resample_filter", setup_filter((1, 3, 3, 1)))
-        clamp = _clamp(cfg.d_conv_clamp)
-        if in_ch == 0 or self.architecture == "skip":
-            self.fromrgb = Conv2dLayer(channels, tmp_ch, 1, activation="lrelu", conv_clamp=clamp)
-        self.conv0 = Conv2dLayer(tmp_ch, tmp_ch, 3, activation="lrelu", conv_clamp=clamp)
-        self.conv1 = Conv2dLayer(tmp_ch, out_ch, 3, activation="lrelu", down=2, conv_clamp=clamp)
-        if self.architecture == "resnet":
-            self.skip = Conv2dLayer(tmp_ch, out_ch, 1, bias=False, down=2)
-
-    def forward(self, x, img):
-        if self.in_channels == 0 or self.architecture == "skip":
-            y = self.fromrgb(img)
-            x = x + y if x is not None else y
-            img = downsample2d(img, self.resample_filter) if self.architecture == "skip" else None
-        if self.architecture == "resnet":
-            y = self.skip(x, gain=math.sqrt(0.5))
-            x = self.conv1(self.conv0(x), gain=math.sqrt(0.5))
-            return y + x, img
-        return self.conv1(self.conv0(x)), img
-
-
-class DiscriminatorEpilogue(nn.Module):
-    """At 4x4: minibatch stddev, a 3x3 conv, a dense layer and the output (a score, or
-    ``cmap_dim`` features projected on the mapped label)."""
-
-    def __init__(self, cfg: Config, in_ch: int, cmap_dim: int, channels: int) -> None:
-        super().__init__()
-        self.architecture, self.cmap_dim = cfg.d_architecture, cmap_dim
-        if self.architecture == "skip":
-            self.fromrgb = Conv2dLayer(channels, in_ch, 1, activation="lrelu")
-        m = cfg.mbstd_channels
-        self.mbstd = MinibatchStdLayer(cfg.mbstd_group_size or None, m) if m > 0 else None
-        clamp = _clamp(cfg.d_conv_clamp)
-        self.conv = Conv2dLayer(in_ch + m, in_ch, 3, activation="lrelu", conv_clamp=clamp)
-        self.fc = FullyConnectedLayer(in_ch * 16, in_ch, activation="lrelu")
-        self.out = FullyConnectedLayer(in_ch, cmap_dim or 1)
-
-    def forward(self, x, img, cmap):
-        if self.architecture == "skip":
-            x = x + self.fromrgb(img)
-        if self.mbstd is not None:
-            x = self.mbstd(x)
-        x = self.out(self.fc(self.conv(x).flatten(1)))
-        if self.cmap_dim:
-            x = (x * cmap).sum(dim=1, keepdim=True) * (1 / np.sqrt(self.cmap_dim))
-        return x
-
-
-class Discriminator(nn.Module):
-    """``D(images, labels)`` -> scores ``[N]``; blocks ``b{r}`` from the image's resolution
-    down to 8, then the 4x4 epilogue ``b4``."""
-
-    def __init__(self, cfg: Config, spec: DataSpec) -> None:
-        super().__init__()
-        self.c_dim = spec.num_classes if cfg.conditional else 0
-        log2 = int(math.log2(cfg.resolution))
-        self.resolutions = [2**i for i in range(log2, 2, -1)]
-        for res in self.resolutions:
-            in_ch = cfg.channels(res, d=True) if res < cfg.resolution else 0
-            tmp = cfg.channels(res, d=True)
-            block = DiscriminatorBlock(
-                cfg, in_ch, tmp, cfg.channels(res // 2, d=True), res, spec.channels
-            )
-            setattr(self, f"b{res}", block)
-        c4 = cfg.channels(4, d=True)
-        cmap_dim = (cfg.d_cmap_dim or c4) if self.c_dim else 0
-        if self.c_dim:
-            self.mapping = MappingNetwork(
-                0,
-                self.c_dim,
-                cmap_dim,
-                None,
-                num_layers=cfg.d_mapping_layers,
-                w_avg_beta=None,
-            )
-        self.b4 = DiscriminatorEpilogue(cfg, c4, cmap_dim, spec.channels)
-
-    def forward(self, img: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        x = None
-        for res in self.resolutions:
-            x, img = getattr(self, f"b{res}")(x, img)
-        cmap = None
-        if self.c_dim:
-            if labels is None:
-                raise UserError("this discriminator is class-conditional; give labels")
-            c = F.one_hot(labels.long(), self.c_dim).float() if labels.ndim == 1 else labels
-            cmap = self.mapping(None, c.float())
-        return self.b4(x, img, cmap).flatten()
-
-
 # ----- the family -----------------------------------------------------------------------------
 @MODELS.register(
     "stylegan2", doc="StyleGAN2 (Karras 2020): modulated convs, skip G, residual D, lazy R1, PL"
@@ -373,7 +273,6 @@ class StyleGAN2(TwoPlayerModel):
     """StyleGAN2 with the paper's regularizers; ``conditional=true`` for class labels."""
 
     Config = Config
-    style_based = True
     DEFAULT_PRESET = "fmnist32"
     PRESETS: dict[str, dict[str, Any]] = {
         # small enough to train on 2 CPU cores (about 0.2 GFLOP per generated image), with
@@ -424,19 +323,15 @@ class StyleGAN2(TwoPlayerModel):
         },
     }
 
-    def __init__(self, cfg: Config, spec: DataSpec) -> None:
-        self.conditional = cfg.conditional  # before the base class checks the data's labels
-        super().__init__(cfg, spec)
-        self.resolution = cfg.resolution
-        self.G = Generator(cfg, spec)
-        self.D = Discriminator(cfg, spec)
-        self.register_buffer("pl_mean", torch.zeros([]))
-        self.setup_objective()
-        self.init_ema()
-
     @classmethod
-    def is_conditional(cls, cfg: Config) -> bool:
-        return cfg.conditional
+    def task_for(cls, cfg: Config) -> Task:
+        return Task("noise", labels=cfg.conditional, styles=True)
+
+    def build(self) -> dict[str, nn.Module]:
+        G = Generator(self.cfg, self.spec)
+        D = Discriminator(self.cfg.discriminator(self.spec.num_classes), self.spec.channels)
+        self.register_buffer("pl_mean", torch.zeros([]))  # the path-length target's running mean
+        return {"G": G, "D": D}
 
     # ----- optimization ---------------------------------------------------------------------
     def param_groups(self) -> dict[str, OptimSpec]:
@@ -464,17 +359,16 @@ class StyleGAN2(TwoPlayerModel):
     def ema_beta(self, images_seen: int, batch_size: int) -> float:
         """Half-life of ``ema_kimg`` thousand images, at most ``ema_rampup`` of those seen."""
         c = self.cfg
-        nimg = c.ema_kimg * 1000
-        if c.ema_rampup:
-            nimg = min(nimg, images_seen * c.ema_rampup)
-        return 0.5 ** (batch_size / max(nimg, 1e-8))
+        return ema_half_life_beta(
+            images_seen, batch_size, ema_kimg=c.ema_kimg, ema_rampup=c.ema_rampup
+        )
 
     def pl_step(self, batch: Batch, ctx: dict[str, Any]) -> Losses:
         """Path-length regularization: ``(|J_w^T y| - a)^2``, ``y`` random image-space
         directions scaled by 1/sqrt(pixels), ``a`` the running mean length."""
         c = self.cfg
         n = max(batch["image"].shape[0] // c.pl_batch_shrink, 1)
-        labels = batch["label"][:n] if self.conditional else None
+        labels = batch["label"][:n] if self.task.labels else None
         inputs = self.generator_inputs(n, labels, None)
         ws = self.G.map(*inputs)
         img = self.G.synthesis(ws)
@@ -484,9 +378,9 @@ class StyleGAN2(TwoPlayerModel):
         with torch.no_grad():
             self.pl_mean.copy_(self.pl_mean.lerp(lengths.mean(), c.pl_decay))
         penalty = (lengths - self.pl_mean).square().mean() * c.pl_weight
-        # + 0 * img: every G parameter takes part in the step (a zero gradient, not none), as
-        # in the reference, so Adam and the gradient all-reduce see the same set each time
-        loss = penalty * c.pl_every + img[:, 0, 0, 0].sum() * 0
+        # the mapping's label embedding and other parameters the penalty misses get a zero
+        # gradient from the engine (as the reference's + 0 * img), not none
+        loss = penalty * c.pl_every
         return {"loss": loss, "pl_penalty": penalty, "pl_length": lengths.mean()}
 
     # ----- using it -------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""``wgan`` and ``wgan-gp``: Wasserstein GANs on the DCGAN networks.
+"""``wgan`` and ``wgan-gp``: Wasserstein GANs on the DCGAN networks (`models.convnets`).
 
 ``wgan`` (Arjovsky et al. 2017): a critic with linear output, its weights clipped to [-0.01,
 0.01], RMSprop at 5e-5, five critic steps per generator step.  ``wgan-gp`` (Gulrajani et al.
@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..registry import MODELS
-from . import dcgan
 from .adversarial import RegConfig
+from .convnets import ConvConfig, ConvGAN
 
 TINY = {
     "g_channels": [16, 8, 8],
@@ -26,7 +26,7 @@ TINY = {
 
 
 @dataclass
-class WGANConfig(dcgan.Config):
+class WGANConfig(ConvConfig):
     loss: str = "wasserstein"
     reg: RegConfig = field(default_factory=lambda: RegConfig(clip=0.01))
     optimizer: str = "rmsprop"
@@ -36,7 +36,7 @@ class WGANConfig(dcgan.Config):
 
 
 @dataclass
-class WGANGPConfig(dcgan.Config):
+class WGANGPConfig(ConvConfig):
     loss: str = "wasserstein"
     reg: RegConfig = field(default_factory=lambda: RegConfig(gp=10.0))
     lr_g: float = 1e-4
@@ -47,7 +47,7 @@ class WGANGPConfig(dcgan.Config):
 
 
 @MODELS.register("wgan", doc="Wasserstein GAN: linear critic, weight clipping, RMSprop (2017)")
-class WGAN(dcgan.DCGAN):
+class WGAN(ConvGAN):
     """DCGAN (book28) networks trained as a WGAN; ``--set arch=radford`` etc. picks another."""
 
     Config = WGANConfig
@@ -59,7 +59,7 @@ class WGAN(dcgan.DCGAN):
 
 
 @MODELS.register("wgan-gp", doc="WGAN with gradient penalty: 10, Adam (0, 0.9), 5 critic steps")
-class WGANGP(dcgan.DCGAN):
+class WGANGP(ConvGAN):
     """DCGAN generator, layer-normalized critic, trained with the gradient penalty."""
 
     Config = WGANGPConfig

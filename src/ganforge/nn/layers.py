@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 
 # Row/column taps of a 3x3 kernel seen through a 2x nearest upsampling: output phase 0 of each
 # axis reads input rows (i-1, i) with kernel rows (0, 1+2); phase 1 reads (i, i+1) with (0+1, 2).
@@ -65,10 +66,16 @@ def init_normal(module: nn.Module, std: float = 0.02) -> None:
     """DCGAN initialisation (Radford et al. 2015): conv/linear N(0, 0.02), BN scale N(1, 0.02).
 
     Embeddings keep PyTorch's N(0, 1): a label embedding that multiplies z must not shrink it,
-    or G's input loses almost all of its variation and G collapses to one image."""
+    or G's input loses almost all of its variation and G collapses to one image.  A layer
+    under a weight parametrization (spectral norm) has its original weight initialised."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
-            nn.init.normal_(m.weight, 0.0, std)
+            weight = (
+                m.parametrizations.weight.original
+                if parametrize.is_parametrized(m, "weight")
+                else m.weight
+            )
+            nn.init.normal_(weight, 0.0, std)
             if getattr(m, "bias", None) is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):

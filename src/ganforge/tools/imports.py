@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from .._version import __version__
 from ..config import build_config
 from ..data import DataSpec
 from ..engine.checkpoint import CHECKPOINT_DIR, save_checkpoint
@@ -61,10 +61,12 @@ def import_stylegan2(pickle_path: str | Path, out: str | Path) -> Path:
     overrides = [(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in arch.items()]
     cfg = build_config("stylegan2", "paper", overrides=overrides)
     model = get_family("stylegan2")(cfg.family, spec)
-    _load(model.G_ema, nets.G_ema, "G_ema", pickle_path)
-    _load(model.G, nets.G if nets.G is not None else nets.G_ema, "G", pickle_path)
+    # the pickle's networks onto the family's declared ones (same names: G, D and G's average)
+    networks, averages = model.networks(), model.ema_networks()
+    _load(averages["G"], nets.G_ema, "G_ema", pickle_path)
+    _load(networks["G"], nets.G if nets.G is not None else nets.G_ema, "G", pickle_path)
     if nets.D is not None:
-        _load(model.D, nets.D, "D", pickle_path)
+        _load(networks["D"], nets.D, "D", pickle_path)
     meta: dict[str, Any] = {
         "family": cfg.model,
         "preset": cfg.preset,

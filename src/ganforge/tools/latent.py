@@ -30,10 +30,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
-from ..models.stylegan2 import check_sampling
+from ..models.stylenets import check_sampling
 
 #: what a generator must have to count as style-based
-STYLE_ATTRS = ("map", "synthesis", "num_ws", "w_dim", "z_dim")
 
 
 # ----- which network, which latents -----------------------------------------------------------
@@ -44,16 +43,13 @@ def _unwrap(model: Any) -> nn.Module:
 
 
 def generator_of(model: Any) -> nn.Module:
-    """The generator images come from: ``G_ema`` when the family keeps one, else ``G``."""
-    m = _unwrap(model)
-    net = getattr(m, "G_ema", None)
-    return net if net is not None else m.G
+    """The generator images come from, as the family declares it (its EMA copy if kept)."""
+    return _unwrap(model).generator()
 
 
 def is_style_based(model: Any) -> bool:
-    """Whether the model's generator has a mapping to W and a synthesis network from it."""
-    net = generator_of(model)
-    return all(hasattr(net, a) for a in STYLE_ATTRS)
+    """Whether the family says its generator maps z to styles w (``map``/``synthesis``)."""
+    return _unwrap(model).task.styles
 
 
 def style_generator(model: Any, what: str) -> nn.Module:
@@ -286,7 +282,7 @@ def style_mix(
             f"0-{net.num_ws - 1}; choose within 0-{net.num_ws - 1}"
         )
     check_sampling(truncation=truncation, noise_mode=noise_mode)
-    if m.conditional and label is None:
+    if m.task.labels and label is None:
         label = 0
     seeds = list(dict.fromkeys(row_seeds + col_seeds))
     inputs, per_seed = seed_inputs(m, seeds, label)
@@ -408,7 +404,7 @@ def load_target(
 def _feature_distance(model: Any, target: torch.Tensor):
     """``(f(images) -> relative squared feature distance to the target, description)`` with
     the run data set's cached domain network, or ``(None, reason)`` when there is none."""
-    from ..metrics.domain import cached_domain_network
+    from ..features.domain import cached_domain_network
 
     m = _unwrap(model)
     name = m.spec.name
@@ -523,7 +519,7 @@ def project(
         warn(note)
     goal = goal.to(device)
     net = copy.deepcopy(source).eval().requires_grad_(False)
-    w_mean, w_spread = _mean_w(net, m.conditional, label, seed, w_samples)
+    w_mean, w_spread = _mean_w(net, m.task.labels, label, seed, w_samples)
     feature_distance, distance_text = (None, "pixel MSE only (features=False)")
     if features:
         feature_distance, distance_text = _feature_distance(model, goal)

@@ -41,11 +41,10 @@ def network_table(
 
 
 def summary_text(model: GANModel) -> str:
-    """The table for G and D of ``model``."""
+    """The table of each network ``model`` declares (`GANModel.networks`)."""
     parts = []
     inputs = model.summary_inputs()
-    for name in ("G", "D"):
-        net = getattr(model, name)
+    for name, net in model.networks().items():
         rows, total, trainable = network_table(name, net, inputs[name])
         w0 = max([len("Layer (type)")] + [len(r[0]) for r in rows]) + 2
         w1 = max([len("Output shape")] + [len(r[1]) for r in rows]) + 2
