@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 import ganforge  # noqa: E402
-from ganforge.metrics.domain import build_domain_network  # noqa: E402
-from ganforge.metrics.evaluate import evaluate  # noqa: E402
+from ganforge.api import evaluate_run  # noqa: E402
+from ganforge.features.domain import build_domain_network  # noqa: E402
 
 FAMILIES = [
     "gan",
@@ -99,7 +99,7 @@ def wasserstein_trend(run: Path) -> dict[str, float] | None:
 
 def measure(family: str, run: Path, n: int) -> dict:
     metrics = "fid,kid,pr,cas" if family in CONDITIONAL else "fid,kid,pr"
-    report = evaluate(run_dir=run, metrics=metrics, n=n, out=run / "eval.json")
+    report = evaluate_run(run, metrics=metrics, n=n, out=run / "eval.json")
     meta_steps = max(int(p.name.split("-")[1]) for p in (run / "checkpoints").glob("step-*"))
     row = {
         "family": family,
@@ -118,7 +118,7 @@ def measure(family: str, run: Path, n: int) -> dict:
             found = report
             if psi != 1.0:
                 out = run / f"eval-psi{psi:g}.json"
-                found = evaluate(run_dir=run, metrics="fid,kid,pr", n=n, truncation=psi, out=out)
+                found = evaluate_run(run, metrics="fid,kid,pr", n=n, truncation=psi, out=out)
             keep = ("fid", "kid", "precision", "recall")
             row["truncation"].append({"psi": psi, **{k: found["metrics"][k] for k in keep}})
     return row

@@ -165,6 +165,108 @@ def test_list_and_summary():
     assert listed.returncode == 0
     for name in ("gan", "dcgan", "cgan"):
         assert f"\n{name} " in "\n" + listed.stdout
-    assert "folder:PATH" in cli("list", "datasets").stdout
+    datasets = cli("list", "datasets").stdout.splitlines()
+    # every source and task as typed on the command line, and the task its batches follow
+    usage = {line.split()[0]: line for line in datasets}
+    for typed in ("folder:PATH", "pix2pix:PATH", "masked:SOURCE", "lowres:SOURCE"):
+        assert typed in usage, typed
+    for name, task in [("fmnist-edges", "paired"), ("fmnist-shoes", "unpaired")]:
+        assert usage[name].split()[1] == f"{task}:", usage[name]
+    assert usage["fmnist-captions"].split()[1] == "captioned:"
     summary = cli("summary", "dcgan", "--preset", "classic32")
     assert "Total params: 1,049,985" in summary.stdout and "[-1, 128, 8, 8]" in summary.stdout
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["list", "--bogus"]])
+def test_the_parser_answers_without_torch_or_the_families(argv):
+    """argparse runs before anything heavy is imported: --help and usage errors load neither
+    torch nor a family (the timings are benchmarks/cli_startup.py's)."""
+    code = (
+        "import sys, ganforge.cli\n"
+        "try:\n"
+        f"    ganforge.cli.main({argv!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('ganforge.')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    loaded = eval(done.stdout.strip().splitlines()[-1])
+    assert loaded == ["ganforge._version", "ganforge.cli", "ganforge.errors"]
+
+
+def test_import_ganforge_alone_loads_no_torch():
+    code = "import sys, ganforge; print('torch' in sys.modules, ganforge.__version__)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.split() == ["False", "0.1.0"], done.stderr
+
+
+def test_public_names_load_on_first_use():
+    import ganforge
+
+    assert set(ganforge.__all__) <= set(dir(ganforge))
+    assert all(getattr(ganforge, name) is not None for name in ganforge.__all__)
+    from ganforge.errors import UserError
+
+    assert ganforge.UserError is UserError
+    assert callable(ganforge.train) and callable(ganforge.style_mix)
+    with pytest.raises(AttributeError, match="no attribute 'trian'"):
+        ganforge.trian  # noqa: B018
+
+
+def _epilog_commands() -> list[list[str]]:
+    import shlex
+
+    from ganforge.cli import EPILOG
+
+    lines = [line for line in EPILOG.splitlines() if line.strip().startswith("ganforge ")]
+    return [shlex.split(line, comments=True)[1:] for line in lines]
+
+
+def test_the_help_examples_work_in_order():
+    """Each example of `ganforge --help` parses, trains into a folder no earlier example used,
+    resumes a folder with the model that made it, and reads only folders made above it."""
+    from ganforge.cli import build_parser
+
+    made: dict[str, str] = {}  # run folder -> the model it was made with
+    commands = _epilog_commands()
+    assert len(commands) >= 8
+    for argv in commands:
+        args = build_parser().parse_args(argv)
+        if args.command == "train":
+            folder = args.out or f"runs/{args.model}-{args.dataset or 'fmnist'}"
+            if args.resume:
+                assert made.get(folder) == args.model, (argv, made)
+            else:
+                assert folder not in made, (argv, made)
+                made[folder] = args.model
+        elif getattr(args, "run", None) is not None:
+            assert args.run in made, (argv, made)
+    assert made == {"runs/dcgan-fmnist": "dcgan", "runs/c": "cgan", "runs/sg2": "stylegan2"}
+
+
+def test_resume_from_an_earlier_checkpoint_keeps_one_row_per_step(tmp_path, capsys):
+    """Steps 21-40 of the first session are superseded when the run resumes from step 20."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    argv = ["train", "dcgan", "--preset", "tiny", "--dataset", "digits", "--batch-size", "8"]
+    argv += ["--out", str(out), "--steps", "40", "--set", "train.progress=false"]
+    argv += ["--set", "train.log_every=10", "--set", "train.checkpoint_every=20"]
+    assert main(argv) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [10, 20, 30, 40]
+    first_30 = rows[2]
+    for newer in (out / "checkpoints").glob("step-00004*"):
+        for f in newer.iterdir():
+            f.unlink()
+        newer.rmdir()
+    assert main([*argv, "--resume"]) == 0
+    assert "from step-000020" in capsys.readouterr().err
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [10, 20, 30, 40]
+    assert rows[2]["time"] > first_30["time"]  # step 30 is the resumed session's row
+    events = EventAccumulator(str(out / "tb"))
+    events.Reload()
+    tag = next(t for t in events.Tags()["scalars"] if t.endswith("/loss"))
+    assert [e.step for e in events.Scalars(tag)] == [10, 20, 30, 40]

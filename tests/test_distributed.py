@@ -59,3 +59,19 @@ def test_torchrun_two_processes_train_in_sync(tmp_path):
     assert not list(out.glob("**/*.tmp-*"))
     weights = load_file(str(out / "checkpoints/step-000004/model.safetensors"))
     assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
+
+
+def test_shutdown_leaves_the_group_and_is_a_no_op_after(tmp_path):
+    """`shutdown` is safe to call always: outside a group, in one, and again after leaving."""
+    import torch.distributed as dist
+
+    from ganforge.engine import distributed
+
+    distributed.shutdown()  # no group yet: nothing to do
+    store = f"file://{tmp_path / 'store'}"
+    dist.init_process_group("gloo", init_method=store, rank=0, world_size=1)
+    assert dist.is_initialized()
+    distributed.shutdown()
+    assert not dist.is_initialized()
+    distributed.shutdown()
+    assert distributed.world() == (0, 1)

@@ -196,11 +196,13 @@ def train(
     if trainer.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(cfg.to_yaml())
-        g = sum(p.numel() for p in trainer.model.G.parameters())
-        d = sum(p.numel() for p in trainer.model.D.parameters())
+        counts = ", ".join(
+            f"{name} {sum(p.numel() for p in net.parameters()):,}"
+            for name, net in trainer.model.networks().items()
+        )
         spec = trainer.data.spec
         print(
-            f"{cfg.model} ({cfg.preset}): G {g:,} params, D {d:,}; {spec.name} {cfg.data.split} "
+            f"{cfg.model} ({cfg.preset}): params {counts}; {spec.name} {cfg.data.split} "
             f"{len(trainer.data):,} images {spec.channels}x{spec.resolution}x{spec.resolution}; "
             f"{trainer.world} x {trainer.device}; run folder {run_dir}",
             file=sys.stderr,
@@ -211,6 +213,7 @@ def train(
         summary = write_summary(run_dir, cfg, result, trainer)
         print(summary)
     dist.barrier()
+    dist.shutdown()
     return run_dir
 
 
@@ -263,8 +266,15 @@ class LoadedModel:
         )
 
     @property
-    def conditional(self) -> bool:
-        return self.model.conditional
+    def task(self) -> Any:
+        """What the model takes and gives (`ganforge.models.base.Task`)."""
+        return self.model.task
+
+    def generator(self, ema: bool = True) -> torch.nn.Module:
+        return self.model.generator(ema)
+
+    def eval_outputs(self, batch: dict[str, torch.Tensor], **options: Any):
+        return self.model.eval_outputs(batch, **options)
 
 
 def load(run_dir: str | Path, *, checkpoint: str | None = None, device: str = "cpu") -> LoadedModel:
@@ -294,3 +304,295 @@ def load(run_dir: str | Path, *, checkpoint: str | None = None, device: str = "c
     model.load_state_dict(ckpt.weights)
     model.to(resolve_device(device)).eval()
     return LoadedModel(model=model, config=cfg, spec=spec, step=ckpt.step, path=ckpt.path)
+
+
+# ----- what the CLI calls beyond train/load: each command is one function here ---------------
+# The CLI imports only this module and `errors`; the functions below are the doors to the
+# lower layers it needs, so that its start (argparse, --help) loads nothing heavy.
+
+
+def list_datasets() -> list[tuple[str, str]]:
+    """``(name as typed, doc line)`` of every registered data source: those that take an
+    argument are written with it (``folder:PATH``, ``masked:SOURCE``), as their doc line
+    begins."""
+    from .data import sources  # noqa: F401  (importing it registers the sources)
+    from .registry import DATASETS
+
+    out = []
+    for name in DATASETS:
+        doc = DATASETS.doc(name)
+        usage, sep, rest = doc.partition(" - ")
+        if sep and usage.startswith(f"{name}:"):
+            out.append((usage, rest))
+        else:
+            out.append((name, doc))
+    return out
+
+
+def describe_models() -> list[tuple[str, str, list[str], str]]:
+    """``(name, doc line, preset names, default preset)`` of every registered family."""
+    return [
+        (n, MODELS.doc(n), list(get_family(n).PRESETS), get_family(n).DEFAULT_PRESET)
+        for n in MODELS
+    ]
+
+
+def parse_overrides(texts: list[str]) -> list[tuple[str, str]]:
+    """``["lr_g=1e-4", "train.log_every=10"]`` -> ``[("lr_g", "1e-4"), ...]`` (values are
+    typed later, against the config); a text without ``=`` is a `UserError`."""
+    from .config import parse_override
+
+    return [parse_override(text) for text in texts]
+
+
+def summary(
+    model: str,
+    *,
+    preset: str | None = None,
+    overrides: list[tuple[str, Any]] | None = None,
+    channels: int = 1,
+    classes: int = 10,
+) -> str:
+    """The layer table of a family's untrained networks for ``channels``-channel data with
+    ``classes`` classes, under a header naming the preset and image size."""
+    from .tools.summary import summary_text
+
+    cfg = build_config(model, preset, overrides=overrides)
+    r = cfg.family.resolution
+    spec = DataSpec(
+        channels=channels,
+        resolution=r,
+        num_classes=classes,
+        class_names=tuple(str(i) for i in range(classes)),
+        name="summary",
+    )
+    built = create_model(model, preset, spec, **dict(overrides or []))
+    return f"{model} (preset {cfg.preset}), {channels}x{r}x{r} images\n\n{summary_text(built)}"
+
+
+def _output(out: str | Path | None, run: str | Path, *default: str) -> Path:
+    return Path(out) if out else Path(run).joinpath(*default)
+
+
+def write_samples(
+    run: str | Path,
+    *,
+    n: int = 64,
+    label: int | None = None,
+    seed: int = 0,
+    truncation: float = 1.0,
+    noise_mode: str = "const",
+    checkpoint: str | None = None,
+    device: str = "cpu",
+    out: str | Path | None = None,
+) -> tuple[Path, Path]:
+    """Write a PNG grid of ``n`` images of a run (default ``RUN/samples/sample-seed<S>.png``;
+    conditional models without ``label``: one column per class).  Returns the PNG and the
+    checkpoint the images came from."""
+    from .images import save_grid
+
+    g = load(run, checkpoint=checkpoint, device=device)
+    nrow = g.spec.num_classes if g.model.task.labels and label is None else None
+    images = g.generate(n, labels=label, seed=seed, truncation=truncation, noise_mode=noise_mode)
+    path = _output(out, run, "samples", f"sample-seed{seed}.png")
+    save_grid(images, path, nrow=nrow)
+    return path, g.path
+
+
+def write_code_sweep(
+    run: str | Path,
+    code: str,
+    *,
+    n: int = 64,
+    seed: int = 0,
+    checkpoint: str | None = None,
+    device: str = "cpu",
+    out: str | Path | None = None,
+) -> tuple[Path, Path]:
+    """InfoGAN: write a grid of ``n // 10`` rows (at least one), each varying latent ``code``
+    (``cat``, ``cont0``, ...) along the row.  Returns the PNG and the checkpoint."""
+    from .images import save_grid
+
+    g = load(run, checkpoint=checkpoint, device=device)
+    if not hasattr(g.model, "vary"):
+        raise UserError(
+            f"--vary needs a model with latent codes (infogan); '{run}' is a {g.config.model} run"
+        )
+    rows = max(1, n // 10)
+    images = g.model.vary(code, rows=rows, seed=seed)
+    path = _output(out, run, "samples", f"vary-{code}.png")
+    save_grid(images, path, nrow=len(images) // rows)
+    return path, g.path
+
+
+def parse_int_list(text: str, option: str) -> list[int]:
+    """``"1,2,5"``, ``"0-3"`` (inclusive) or ``"0-2,7"`` -> ints; a `UserError` naming
+    ``option`` otherwise."""
+    from .tools.latent import parse_int_list as parse
+
+    return parse(text, option)
+
+
+def write_walk(
+    run: str | Path,
+    seeds: str,
+    *,
+    frames: int = 60,
+    space: str | None = None,
+    truncation: float = 1.0,
+    label: int | None = None,
+    loop: bool = False,
+    fps: float = 20.0,
+    checkpoint: str | None = None,
+    device: str = "cpu",
+    out: str | Path | None = None,
+) -> tuple[Path, Path, int]:
+    """Write an animated GIF walking through the latents of ``seeds`` (``"1,2,3"``; see
+    `ganforge.interpolate`).  Returns the GIF, the checkpoint and the number of frames."""
+    from .tools.latent import interpolate, save_gif
+
+    order = parse_int_list(seeds, "--seeds")
+    if not fps > 0:
+        raise UserError(f"--fps {fps} must be positive (e.g. 20)")
+    g = load(run, checkpoint=checkpoint, device=device)
+    images = interpolate(
+        g, order, frames, space=space, truncation=truncation, labels=label, loop=loop
+    )
+    path = _output(out, run, "samples", f"walk-{'-'.join(map(str, order[:8]))}.gif")
+    save_gif(images, path, fps=fps)
+    return path, g.path, len(images)
+
+
+def write_mix(
+    run: str | Path,
+    rows: str,
+    cols: str,
+    layers: str,
+    *,
+    truncation: float = 1.0,
+    label: int | None = None,
+    checkpoint: str | None = None,
+    device: str = "cpu",
+    out: str | Path | None = None,
+) -> tuple[Path, Path]:
+    """Write the style-mixing figure (see `ganforge.style_mix`) of a style-based run as a PNG
+    (default ``RUN/samples/mix.png``).  Returns the PNG and the checkpoint."""
+    from .images import save_grid
+    from .tools.latent import style_mix
+
+    row_seeds = parse_int_list(rows, "--rows")
+    col_seeds = parse_int_list(cols, "--cols")
+    parse_int_list(layers, "--layers")  # a malformed list fails before the load
+    g = load(run, checkpoint=checkpoint, device=device)
+    cells = style_mix(g, row_seeds, col_seeds, layers, truncation=truncation, label=label)
+    path = _output(out, run, "samples", "mix.png")
+    save_grid(cells, path, nrow=len(col_seeds) + 1)
+    return path, g.path
+
+
+def write_projection(
+    run: str | Path,
+    target: str | Path,
+    *,
+    steps: int = 500,
+    lr: float = 0.1,
+    noise: bool = False,
+    seed: int = 0,
+    label: int | None = None,
+    checkpoint: str | None = None,
+    device: str = "cpu",
+    out: str | Path | None = None,
+    progress: bool = True,
+) -> tuple[Path, Any]:
+    """Project the image file ``target`` into a style-based run's W (see `ganforge.project`)
+    and write ``reconstruction.png``, ``target.png`` and ``latent.safetensors`` (w, and the
+    noise maps as ``noise.NAME``) into ``out`` (default ``RUN/projections/TARGET-NAME``).
+    Returns the folder and the `ProjectionResult` (``psnr`` in dB, ``distance``)."""
+    from safetensors.torch import save_file
+
+    from .images import save_image, to_uint8
+    from .tools.latent import project
+
+    target = Path(target)
+    if not target.is_file():
+        raise UserError(f"target image '{target}' does not exist")
+    g = load(run, checkpoint=checkpoint, device=device)
+    result = project(
+        g, target, steps=steps, lr=lr, noise=noise, seed=seed, label=label, progress=progress
+    )
+    folder = _output(out, run, "projections", target.stem)
+    save_image(to_uint8(result.image)[0], folder / "reconstruction.png")
+    save_image(to_uint8(result.target)[0], folder / "target.png")
+    tensors = {"w": result.w.contiguous()}
+    tensors.update({f"noise.{k}": v.contiguous() for k, v in result.noise_buffers.items()})
+    meta = {
+        "run": str(g.path),
+        "target": str(target),
+        "steps": str(steps),
+        "psnr": f"{result.psnr:.4f}",
+        "distance": result.distance,
+    }
+    save_file(tensors, str(folder / "latent.safetensors"), metadata=meta)
+    return folder, result
+
+
+def import_network(kind: str, file: str | Path, out: str | Path) -> Path:
+    """Turn a published network file into the new run folder ``out`` without executing
+    anything stored in it; ``kind``: ``stylegan2`` (a StyleGAN2-ADA PyTorch pickle)."""
+    from .tools.imports import import_stylegan2
+
+    if kind != "stylegan2":
+        raise UserError(f"cannot import networks of kind {kind!r}; use stylegan2")
+    return import_stylegan2(file, out)
+
+
+def build_features(
+    dataset: str, *, data_dir: str | None = None, rebuild: bool = False
+) -> dict[str, Any]:
+    """Build (or find cached) the domain feature network of a labeled data set; returns its
+    record: ``dataset``, ``features`` (width), ``hash``, ``test_accuracy`` and ``file``."""
+    from .features.domain import build_domain_network
+
+    _, record = build_domain_network(dataset, data_dir=data_dir, rebuild=rebuild)
+    return record
+
+
+def format_eval_report(report: dict[str, Any]) -> str:
+    """The table `ganforge eval` prints for an evaluation report."""
+    from .metrics.evaluate import format_report
+
+    return format_report(report)
+
+
+def evaluate_run(run_dir: str | Path | None = None, **options: Any) -> dict[str, Any]:
+    """Evaluate the newest good checkpoint of ``run_dir`` (what `ganforge eval RUN` does) and
+    write the report to ``RUN/eval.json`` unless ``out`` says where; ``run_dir`` None
+    evaluates ``fake`` images instead.  ``options`` are those of
+    `ganforge.metrics.evaluate.evaluate` (``metrics``, ``n``, ``split``, ``features``, ``real``,
+    ``fake``, ``dataset``, ``data_dir``, ``seed``, ``truncation``, ...); ``dataset`` and
+    ``data_dir`` default to the run's.  Imported networks need ``real`` or ``dataset``, since
+    their training images are not known here."""
+    from .metrics.evaluate import evaluate
+
+    if run_dir is None:
+        return evaluate(**options)
+    model = load(run_dir)
+    known = options.get("dataset") is not None or options.get("real") is not None
+    if model.spec.name.startswith("imported") and not known:
+        raise UserError(
+            f"'{run_dir}' holds imported networks whose training images are not known "
+            "here; give --real FOLDER|FILE.npz with images of their domain (or --dataset)"
+        )
+    if options.get("dataset") is None:  # the run's own data, with its task options
+        options["dataset"] = model.config.data.name
+        options.setdefault("task_options", model.config.data.task_options())
+    options["data_dir"] = options.get("data_dir") or model.config.data.dir
+    options["out"] = options.get("out") or Path(run_dir) / "eval.json"
+    return evaluate(model=model, source=f"{model.path} (step {model.step})", **options)
+
+
+def version() -> str:
+    """GANForge's version string (what `ganforge --version` prints and checkpoints record)."""
+    from ._version import __version__
+
+    return __version__

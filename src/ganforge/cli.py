@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from .errors import UserError
 
-EPILOG = """examples:
+EPILOG = """examples (followed in order, each works after the ones above it):
   ganforge train dcgan                          # DCGAN on Fashion-MNIST, a few CPU minutes
   ganforge train cgan --steps 3000 --out runs/c # class-conditional, into runs/c
-  ganforge train dcgan --resume --out runs/c --steps 6000
+  ganforge train cgan --resume --out runs/c --steps 6000  # continue runs/c to step 6000
   ganforge sample runs/dcgan-fmnist --n 64 --out grid.png
+  ganforge sample runs/c --class 7 --n 16 --out sneakers.png
   ganforge summary dcgan --preset classic32
+  ganforge train stylegan2 --out runs/sg2       # style-based, for the latent tools below
   ganforge interpolate runs/sg2 --seeds 1,2,3 --frames 60 --out walk.gif
   ganforge mix runs/sg2 --rows 1,2,3 --cols 4,5,6 --layers 0-3 --out mix.png
   ganforge project runs/sg2 photo.png --steps 500 --out proj
@@ -240,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--metrics",
         default="fid,kid,pr",
-        help="comma-separated: fid, kid, is, pr, dc, cas, ifid, ppl (default: fid,kid,pr)",
+        help="comma-separated: fid, kid, is, pr, dc, cas, ifid, ppl; for image-to-image "
+        "models also l1, psnr, ssim, l1_masked, psnr_masked, ssim_masked (default: fid,kid,pr)",
     )
     p.add_argument(
         "--n",
@@ -295,12 +297,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Each command imports the API only when it runs: `ganforge --help` and argparse's checks must
+# not pay for torch and the families (seconds) before they answer.
+
+
 def cmd_eval(args: argparse.Namespace) -> None:
     import json
 
-    from .metrics.evaluate import evaluate, format_report
+    from .api import evaluate_run, format_eval_report
 
-    report = evaluate(
+    report = evaluate_run(
         run_dir=args.run,
         real=args.real,
         fake=args.fake,
@@ -315,7 +321,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         truncation=args.truncation,
         out=args.out,
     )
-    print(format_report(report))
+    print(format_eval_report(report))
     if "written_to" in report:
         print(f"wrote {report['written_to']}")
     else:
@@ -323,9 +329,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_features(args: argparse.Namespace) -> None:
-    from .metrics.domain import build_domain_network
+    from .api import build_features
 
-    _, record = build_domain_network(args.dataset, data_dir=args.data_dir, rebuild=args.rebuild)
+    record = build_features(args.dataset, data_dir=args.data_dir, rebuild=args.rebuild)
     print(
         f"domain features for {record['dataset']}: {record['features']}-d, hash "
         f"{record['hash']}, test accuracy {record['test_accuracy']:.2%}"
@@ -334,52 +340,33 @@ def cmd_features(args: argparse.Namespace) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> None:
-    from . import data  # noqa: F401  (registers the data sets)
-    from .models import get_family
-    from .registry import DATASETS as datasets
-    from .registry import MODELS
+    from .api import describe_models, list_datasets
 
     if args.what == "datasets":
-        for name in datasets:
-            label = "folder:PATH" if name == "folder" else name
-            print(f"{label:<14}{datasets.doc(name)}")
+        rows = list_datasets()
+        width = max(len(label) for label, _ in rows) + 2
+        for label, doc in rows:
+            print(f"{label:<{width}}{doc}")
         return
-    for name in MODELS:
-        family = get_family(name)
-        presets = ", ".join(family.PRESETS)
-        print(
-            f"{name:<10}{MODELS.doc(name)}\n{'':<10}presets: {presets} "
-            f"(default {family.DEFAULT_PRESET})"
-        )
+    for name, doc, presets, default in describe_models():
+        print(f"{name:<10}{doc}\n{'':<10}presets: {', '.join(presets)} (default {default})")
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
-    from .config import build_config, parse_override
-    from .data import DataSpec
-    from .models import get_family
-    from .tools.summary import summary_text
+    from .api import parse_overrides, summary
 
-    cfg = build_config(
-        args.model, args.preset, overrides=[parse_override(o) for o in args.overrides]
-    )
-    spec = DataSpec(
+    text = summary(
+        args.model,
+        preset=args.preset,
+        overrides=parse_overrides(args.overrides),
         channels=args.channels,
-        resolution=cfg.family.resolution,
-        num_classes=args.classes,
-        class_names=tuple(str(i) for i in range(args.classes)),
-        name="summary",
+        classes=args.classes,
     )
-    model = get_family(args.model)(cfg.family, spec)
-    print(
-        f"{args.model} (preset {cfg.preset}), {args.channels}x{cfg.family.resolution}x"
-        f"{cfg.family.resolution} images\n"
-    )
-    print(summary_text(model))
+    print(text)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from .api import train
-    from .config import parse_override
+    from .api import parse_overrides, train
 
     train(
         args.model,
@@ -390,7 +377,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         out=args.out,
         seed=args.seed,
         config=args.config,
-        overrides=[parse_override(o) for o in args.overrides],
+        overrides=parse_overrides(args.overrides),
         resume=args.resume,
         device=args.device,
         data_dir=args.data_dir,
@@ -398,120 +385,88 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
-    from .api import load
-    from .images import save_grid
+    from .api import write_code_sweep, write_samples
 
-    g = load(args.run, checkpoint=args.checkpoint, device=args.device)
+    where = {"checkpoint": args.checkpoint, "device": args.device, "out": args.out}
     if args.vary:
-        if not hasattr(g.model, "vary"):
-            raise UserError(
-                f"--vary needs a model with latent codes (infogan); "
-                f"'{args.run}' is a {g.config.model} run"
-            )
-        images = g.model.vary(args.vary, rows=max(1, args.n // 10), seed=args.seed)
-        out = Path(args.out) if args.out else Path(args.run) / "samples" / f"vary-{args.vary}.png"
-        save_grid(images, out, nrow=len(images) // max(1, args.n // 10))
-        print(f"wrote a grid varying {args.vary} from {g.path} to {out}")
+        out, source = write_code_sweep(args.run, args.vary, n=args.n, seed=args.seed, **where)
+        print(f"wrote a grid varying {args.vary} from {source} to {out}")
         return
-    nrow = None
-    if g.conditional and args.label is None:
-        nrow = g.spec.num_classes
-    images = g.generate(
-        args.n,
-        labels=args.label,
+    out, source = write_samples(
+        args.run,
+        n=args.n,
+        label=args.label,
         seed=args.seed,
         truncation=args.truncation,
         noise_mode=args.noise_mode,
+        **where,
     )
-    out = Path(args.out) if args.out else Path(args.run) / "samples" / f"sample-seed{args.seed}.png"
-    save_grid(images, out, nrow=nrow)
-    print(f"wrote {args.n} images from {g.path} to {out}")
+    print(f"wrote {args.n} images from {source} to {out}")
 
 
 def cmd_interpolate(args: argparse.Namespace) -> None:
-    from .api import load
-    from .tools.latent import interpolate, parse_int_list, save_gif
+    from .api import write_walk
 
-    seeds = parse_int_list(args.seeds, "--seeds")
-    if not args.fps > 0:
-        raise UserError(f"--fps {args.fps} must be positive (e.g. 20)")
-    g = load(args.run, checkpoint=args.checkpoint, device=args.device)
-    frames = interpolate(
-        g,
-        seeds,
-        args.frames,
+    out, source, frames = write_walk(
+        args.run,
+        args.seeds,
+        frames=args.frames,
         space=args.space,
         truncation=args.truncation,
-        labels=args.label,
+        label=args.label,
         loop=args.loop,
+        fps=args.fps,
+        checkpoint=args.checkpoint,
+        device=args.device,
+        out=args.out,
     )
-    name = f"walk-{'-'.join(map(str, seeds[:8]))}.gif"
-    out = Path(args.out) if args.out else Path(args.run) / "samples" / name
-    save_gif(frames, out, fps=args.fps)
-    print(f"wrote {len(frames)} frames through seeds {args.seeds} from {g.path} to {out}")
+    print(f"wrote {frames} frames through seeds {args.seeds} from {source} to {out}")
 
 
 def cmd_mix(args: argparse.Namespace) -> None:
-    from .api import load
-    from .images import save_grid
-    from .tools.latent import parse_int_list, style_mix
+    from .api import write_mix
 
-    rows = parse_int_list(args.rows, "--rows")
-    cols = parse_int_list(args.cols, "--cols")
-    parse_int_list(args.layers, "--layers")  # a malformed list fails before the load
-    g = load(args.run, checkpoint=args.checkpoint, device=args.device)
-    cells = style_mix(g, rows, cols, args.layers, truncation=args.truncation, label=args.label)
-    out = Path(args.out) if args.out else Path(args.run) / "samples" / "mix.png"
-    save_grid(cells, out, nrow=len(cols) + 1)
+    out, source = write_mix(
+        args.run,
+        args.rows,
+        args.cols,
+        args.layers,
+        truncation=args.truncation,
+        label=args.label,
+        checkpoint=args.checkpoint,
+        device=args.device,
+        out=args.out,
+    )
     print(
-        f"wrote a {len(rows)}x{len(cols)} style-mixing grid (layers {args.layers} from the "
-        f"column seeds) from {g.path} to {out}"
+        f"wrote the style-mixing grid of rows {args.rows} and columns {args.cols} (layers "
+        f"{args.layers} from the column seeds) from {source} to {out}"
     )
 
 
 def cmd_project(args: argparse.Namespace) -> None:
-    from safetensors.torch import save_file
+    from .api import write_projection
 
-    from .api import load
-    from .images import save_image, to_uint8
-    from .tools.latent import project
-
-    target = Path(args.target)
-    if not target.is_file():
-        raise UserError(f"target image '{target}' does not exist")
-    g = load(args.run, checkpoint=args.checkpoint, device=args.device)
-    result = project(
-        g,
-        target,
+    out, result = write_projection(
+        args.run,
+        args.target,
         steps=args.steps,
         lr=args.lr,
         noise=args.noise,
         seed=args.seed,
         label=args.label,
-        progress=True,
+        checkpoint=args.checkpoint,
+        device=args.device,
+        out=args.out,
     )
-    out = Path(args.out) if args.out else Path(args.run) / "projections" / target.stem
-    save_image(to_uint8(result.image)[0], out / "reconstruction.png")
-    save_image(to_uint8(result.target)[0], out / "target.png")
-    tensors = {"w": result.w.contiguous()}
-    tensors.update({f"noise.{k}": v.contiguous() for k, v in result.noise_buffers.items()})
-    meta = {
-        "run": str(g.path),
-        "target": str(target),
-        "steps": str(args.steps),
-        "psnr": f"{result.psnr:.4f}",
-        "distance": result.distance,
-    }
-    save_file(tensors, str(out / "latent.safetensors"), metadata=meta)
     print(f"PSNR {result.psnr:.2f} dB after {args.steps} steps; distance: {result.distance}")
     print(f"wrote reconstruction.png, target.png and latent.safetensors to {out}")
 
 
 def cmd_import(args: argparse.Namespace) -> None:
-    from .tools.imports import import_stylegan2
+    from .api import import_network
 
-    out = import_stylegan2(args.file, args.out)
-    print(f"imported {args.file} as a stylegan2 run in {out}")
+    out = import_network(args.kind, args.file, args.out)
+    print(f"imported {args.file} as a {args.kind} run in {out}")
 
 
 COMMANDS = {
@@ -539,9 +494,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
-        from . import __version__
+        from .api import version
 
-        print(f"ganforge {__version__}")
+        print(f"ganforge {version()}")
         return 0
     if args.command is None:
         parser.print_help()

@@ -17,11 +17,15 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .errors import UserError, did_you_mean
+# `check` lives in errors; families still import it from here until they switch
+from .errors import UserError, check, did_you_mean
+
+if TYPE_CHECKING:
+    from .data.core import TaskOptions
 
 SECTIONS = ("data", "train", "eval")
 RUN_KEYS = ("model", "preset")
@@ -31,16 +35,45 @@ RUN_KEYS = ("model", "preset")
 class DataConfig:
     """Where the training images come from."""
 
-    name: str = "fmnist"  # fmnist | mnist | digits | folder:PATH
+    # fmnist | mnist | digits | folder:PATH, or task data: masked:SOURCE, lowres:SOURCE,
+    # fmnist-edges, pix2pix:PATH, pairs:PATH, fmnist-shoes, cyclegan:PATH, fmnist-captions,
+    # captions:PATH (`ganforge list datasets`)
+    name: str = "fmnist"
     dir: str | None = None  # a folder holding the data set's files (else the search path)
     split: str = "train"
     channels: int | None = None  # None: the data set's own
     download: bool = True  # where the network allows and the files are missing
+    # Task options (ganforge.data.TaskOptions); None = the task's default.  Setting one for a
+    # data set that does not read it is refused when the data loads.
+    mask: str | None = None  # masked:SOURCE: center (default) | boxes | strokes
+    factor: int | None = None  # lowres:SOURCE: 2 | 4 (default): low-res side = resolution / factor
+    direction: str | None = None  # paired data: AtoB (default: A is the input) | BtoA
+    max_tokens: int | None = None  # captioned data: tokens per caption (default: the longest)
 
     def validate(self) -> None:
+        from .data.core import DIRECTIONS, LOWRES_FACTORS, MASK_KINDS
+
         check(self.split in ("train", "test"), "data.split", self.split, "use 'train' or 'test'")
         if self.channels is not None:
             check(self.channels in (1, 3), "data.channels", self.channels, "use 1 or 3")
+        if self.mask is not None:
+            check(self.mask in MASK_KINDS, "data.mask", self.mask, "use center, boxes or strokes")
+        if self.factor is not None:
+            check(self.factor in LOWRES_FACTORS, "data.factor", self.factor, "use 2 or 4")
+        if self.direction is not None:
+            check(
+                self.direction in DIRECTIONS, "data.direction", self.direction, "use AtoB or BtoA"
+            )
+        if self.max_tokens is not None:
+            check(self.max_tokens >= 1, "data.max_tokens", self.max_tokens, "use 1 or more")
+
+    def task_options(self) -> TaskOptions:
+        """These options as the `ganforge.data.TaskOptions` that `load_dataset` takes."""
+        from .data.core import TaskOptions
+
+        return TaskOptions(
+            mask=self.mask, factor=self.factor, direction=self.direction, max_tokens=self.max_tokens
+        )
 
 
 @dataclass
@@ -111,7 +144,7 @@ class EvalConfig:
     def validate(self) -> None:
         check(self.every >= 0, "eval.every", self.every, "use 0 (off) or a positive interval")
         if self.every:
-            from .metrics.evaluate import parse_metrics, produced_by
+            from .metrics import parse_metrics, produced_by
 
             names = parse_metrics(self.metrics)
             check(self.n >= 2, "eval.n", self.n, "use at least 2 images")
@@ -190,11 +223,6 @@ class RunConfig:
                 if not dataclasses.is_dataclass(target):
                     raise UserError(f"config key '{key}': '{part}' has no sub-keys")
         return target, path[-1]
-
-
-def check(ok: bool, key: str, value: Any, advice: str) -> None:
-    if not ok:
-        raise UserError(f"invalid value {value!r} for {key}: {advice}")
 
 
 def _plain(value: Any) -> Any:
@@ -343,17 +371,18 @@ def build_config(
         cfg.set(key, value)
     cfg.validate()
     if cfg.eval.every:
-        from .metrics.evaluate import CONDITIONAL_ONLY, STYLE_ONLY, parse_metrics
+        from .metrics import metrics_needing, parse_metrics
 
         metrics = parse_metrics(cfg.eval.metrics)
-        asked = [m for m in metrics if m in CONDITIONAL_ONLY]
-        if asked and not family_cls.is_conditional(cfg.family):
+        asked = [m for m in metrics if m in metrics_needing("labels")]
+        task = family_cls.task_for(cfg.family)
+        if asked and not task.labels:
             raise UserError(
                 f"eval.metrics has {', '.join(asked)}, which need a class-conditional "
                 f"model; '{model}' is unconditional (drop them, or use cgan/acgan)"
             )
-        asked = [m for m in metrics if m in STYLE_ONLY]
-        if asked and not family_cls.style_based:
+        asked = [m for m in metrics if m in metrics_needing("styles")]
+        if asked and not task.styles:
             raise UserError(
                 f"eval.metrics has {', '.join(asked)}, which needs a style-based generator "
                 f"(stylegan, stylegan2); '{model}' has none (drop it)"

@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from typing import Any
 
 
 class UserError(Exception):
     """A mistake in the user's input, reported as one line and exit code 2."""
 
     exit_code = 2
+
+
+def check(ok: bool, key: str, value: Any, advice: str) -> None:
+    """Raise ``invalid value VALUE for KEY: ADVICE`` as a `UserError` unless ``ok``.
+
+    It lives here, in the lowest layer, so that configs of every layer (families included)
+    validate their settings with the same one-line message."""
+    if not ok:
+        raise UserError(f"invalid value {value!r} for {key}: {advice}")
 
 
 def did_you_mean(name: str, choices: Iterable[str], n: int = 3) -> str:

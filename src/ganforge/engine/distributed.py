@@ -88,5 +88,7 @@ def gather_objects(obj: Any) -> list[Any]:
 
 
 def shutdown() -> None:
+    """Leave the process group; a no-op outside torchrun or when already left, so that
+    `ganforge.train` may call it at its end in every case."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

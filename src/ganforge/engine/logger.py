@@ -7,6 +7,7 @@ numbers only at logging ticks, because ``.item()`` is a device synchronisation p
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -36,10 +37,40 @@ class LossMeter:
         return means
 
 
+def drop_rows_after(path: Path, step: int) -> None:
+    """Keep only the rows of ``path`` (metrics.jsonl) with ``step <= step``.
+
+    A run resumed from an earlier checkpoint logs the later steps again; the rows the stopped
+    session wrote for them are superseded, so readers see one row per step.  The file is
+    rewritten to a temporary file and renamed over the old one, so a crash meanwhile leaves the
+    old rows or the new ones, never half a file.  Lines that are not JSON (a row cut short
+    when the process died) are dropped too."""
+    if not path.exists():
+        return
+    kept, dropped = [], False
+    for line in path.read_text().splitlines():
+        try:
+            row_step = json.loads(line)["step"]
+        except (ValueError, KeyError, TypeError):
+            dropped = True
+            continue
+        if row_step <= step:
+            kept.append(line + "\n")
+        else:
+            dropped = True
+    if not dropped:
+        return
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text("".join(kept))
+    os.replace(tmp, path)
+
+
 class RunLogger:
     """Writes one JSON object per logging tick, TensorBoard scalars and a progress bar.
 
-    Only rank 0 makes one (``enabled``); other ranks get a silent logger."""
+    Only rank 0 makes one (``enabled``); other ranks get a silent logger.  ``start`` is the
+    step the run resumes from (0 for a new run): rows and TensorBoard events of later steps,
+    left by the session that stopped after its checkpoint, are superseded and dropped."""
 
     def __init__(
         self,
@@ -57,12 +88,16 @@ class RunLogger:
         self.bar = None
         if not enabled:
             return
+        drop_rows_after(run_dir / "metrics.jsonl", start)
         self.jsonl = open(run_dir / "metrics.jsonl", "a", buffering=1)  # noqa: SIM115
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(str(run_dir / "tb"))
+                # A resumed run logs steps start+1.. again: events of those steps written
+                # after the checkpoint (by the session that stopped) are superseded.
+                purge = start + 1 if start > 0 else None
+                self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=purge)
             except ImportError:
                 print(
                     "note: tensorboard is not installed; skipping TensorBoard logs "
