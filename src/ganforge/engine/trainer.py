@@ -6,6 +6,7 @@ checkpoints and resume) lives here.
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 import time
 from pathlib import Path
@@ -14,15 +15,58 @@ from typing import Any
 import torch
 
 from .._version import __version__
-from ..config import RunConfig
-from ..data import ImageDataset, batch_key, load_dataset
+from ..config import RunConfig, build_config
+from ..data import Dataset, batch_key, load_dataset
 from ..errors import UserError
 from ..images import make_grid, save_image
 from ..models import get_family
 from ..models.base import GANModel, LRSchedule, Phase, set_requires_grad
 from . import distributed as dist
-from .checkpoint import Checkpoint, latest_good_checkpoint, save_checkpoint
+from .checkpoint import (
+    Checkpoint,
+    check_state,
+    check_tensors,
+    latest_good_checkpoint,
+    list_checkpoints,
+    save_checkpoint,
+)
 from .logger import LossMeter, RunLogger
+
+# keys that may change when a run is resumed; anything else would make it a different run
+RESUMABLE = {
+    "train.steps",
+    "train.device",
+    "train.progress",
+    "train.tensorboard",
+    "train.log_every",
+    "train.sample_every",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+    "train.time_budget",
+}
+# a logged loss this many times larger than its first logged size (at least 1) gets a warning
+EXPLOSION_FACTOR = 1000.0
+
+
+class TrainingDiverged(UserError):
+    """Losses or weights stopped being finite numbers; training stops (exit code 2)."""
+
+
+def flat_settings(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A config mapping as ``{"train.steps": 500, "lr_g": 0.0002, ...}``."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flat_settings(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def changed_settings(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """The keys, other than the `RESUMABLE` ones, whose values differ between two configs."""
+    a, b = flat_settings(before), flat_settings(after)
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUMABLE)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -73,7 +117,7 @@ class BatchStream:
 
     def __init__(
         self,
-        data: ImageDataset,
+        data: Dataset,
         batch_size: int,
         seed: int,
         device: torch.device,
@@ -89,6 +133,12 @@ class BatchStream:
                 f"train.batch_size={batch_size} does not split over {world} processes; "
                 f"use a multiple of {world}"
             )
+        for domain, size in getattr(data, "domain_sizes", {}).items():  # unpaired data
+            if batch_size > size:
+                raise UserError(
+                    f"train.batch_size={batch_size} is larger than domain {domain} of "
+                    f"'{data.spec.name}' ({size} images); use a smaller batch or add images"
+                )
         if batch_size > len(data):
             raise UserError(
                 f"train.batch_size={batch_size} is larger than the data set "
@@ -129,7 +179,7 @@ class Trainer:
         run_dir: Path,
         *,
         resume: bool = False,
-        data: ImageDataset | None = None,
+        data: Dataset | None = None,
     ) -> None:
         self.cfg, self.run_dir = cfg, Path(run_dir)
         t = cfg.train
@@ -172,16 +222,18 @@ class Trainer:
         self.stream = BatchStream(
             self.data, t.batch_size, t.seed, self.device, channels_last=t.channels_last
         )
-        self.preview_batch = self._preview_batch()
+        self.preview_batch = self._preview_batch(data)
         # each process draws its own noise and dropout masks
         torch.manual_seed(t.seed + 1 + self.rank)
         self.step = 0
         self.batches_drawn = 0
         self.best: float | None = None  # best value of cfg.eval.best so far
+        self._first_loss: dict[str, float] = {}  # the size each loss is watched against
         if resume:
-            self._restore(latest_good_checkpoint(self.run_dir, warn=self._warn))
+            # _restore rejects (ValueError) a checkpoint whose contents do not fit the model
+            latest_good_checkpoint(self.run_dir, warn=self._warn, accept=self._restore)
 
-    def _load_data(self, split: str) -> ImageDataset:
+    def _load_data(self, split: str) -> Dataset:
         d = self.cfg.data
         return load_dataset(
             d.name,
@@ -193,12 +245,13 @@ class Trainer:
             options=d.task_options(),
         )
 
-    def _preview_batch(self) -> dict[str, torch.Tensor] | None:
-        """Image families' sample grids show the first images of the test split, the same at
-        every step; noise families draw from fixed noise instead (None)."""
+    def _preview_batch(self, given: Dataset | None) -> dict[str, torch.Tensor] | None:
+        """Image families' sample grids show the first images of the test split (of
+        ``given``, the data a caller handed in, when there is one), the same at every step;
+        noise families draw from fixed noise instead (None)."""
         if self.model.task.kind == "noise" or not self.main:
             return None
-        test = self._load_data("test")
+        test = given if given is not None else self._load_data("test")
         index = torch.arange(min(self.cfg.train.grid_size, len(test)))
         return {k: v.to(self.device) for k, v in test.batch(index).items()}
 
@@ -229,11 +282,13 @@ class Trainer:
                     rate = (self.step - tick_step) * t.batch_size / max(now - tick_time, 1e-9)
                     logger.log(self.step, {**last, "images_per_s": rate})
                     tick_step, tick_time = self.step, now
+                    self._watch_losses(last)
                 if self.step % t.sample_every == 0 or final:
                     self._save_samples(logger)
                 e = self.cfg.eval
                 # evaluate before the step's checkpoint, so that it records the best so far
                 if e.every and (self.step % e.every == 0 or final):
+                    self._require_finite_weights()
                     self._evaluate(logger, last)
                 if self.step % t.checkpoint_every == 0 or final:
                     self._save_checkpoint(last)
@@ -250,6 +305,42 @@ class Trainer:
             "images_per_s": steps_run * t.batch_size / max(elapsed, 1e-9),
             "losses": last,
         }
+
+    def _watch_losses(self, losses: dict[str, float]) -> None:
+        """Stop on a non-finite loss (rank 0 decides for all); warn once when a loss grows by
+        orders of magnitude over its first logged size."""
+        bad = [k for k, v in losses.items() if not math.isfinite(v)]
+        if dist.broadcast_object(bad):
+            raise self._diverged(f"{bad[0]} is {losses[bad[0]]}")
+        for key, value in losses.items():
+            if not key.endswith("loss"):
+                continue
+            scale = self._first_loss.setdefault(key, max(abs(value), 1.0))
+            if scale > 0 and abs(value) > EXPLOSION_FACTOR * scale:
+                self._warn(
+                    f"warning: {key} is {value:.3g} at step {self.step}, over "
+                    f"{EXPLOSION_FACTOR:.0f}x its first logged size ({scale:.3g}); training "
+                    "may be diverging (a lower learning rate helps)"
+                )
+                self._first_loss[key] = -1.0  # warned once: watch this key no more
+
+    def _require_finite_weights(self, total: float | None = None) -> None:
+        """Refuse to evaluate or checkpoint non-finite weights: the run's last checkpoint
+        stays its last finite one, and pruning never trades it for a diverged one."""
+        if total is None:
+            total = float(sum(p.detach().double().sum() for p in self.model.parameters()))
+        if not math.isfinite(total):
+            raise self._diverged("the weights are no longer finite numbers")
+
+    def _diverged(self, what: str) -> TrainingDiverged:
+        kept = list_checkpoints(self.run_dir)
+        last = "no checkpoint was written"
+        if kept:
+            last = f"the last finite checkpoint, {kept[-1][1].name}, is kept"
+        return TrainingDiverged(
+            f"training diverged at step {self.step}: {what}; stopped ({last}); lower the "
+            "learning rates (lr_g, lr_d) and start a new run"
+        )
 
     def _out_of_time(self, start: float) -> bool:
         """train.time_budget reached (rank 0's clock decides for every process)."""
@@ -374,6 +465,8 @@ class Trainer:
             rngs = dist.gather_objects(rng)
             # One number per process: equal sums show the replicas stayed in sync.
             param_sums = dist.gather_objects(params)
+        # every process sees every sum, so all stop together
+        self._require_finite_weights(sum(param_sums))
         if not self.main:
             return
         state = {
@@ -408,15 +501,24 @@ class Trainer:
 
     # ----- resume -----------------------------------------------------------------------------
     def _restore(self, ckpt: Checkpoint) -> None:
+        """Continue from ``ckpt``; ValueError when its contents do not fit this model (the
+        caller then falls back to an older checkpoint), UserError when the run's config.yaml
+        no longer says what the checkpoint was trained with."""
         state = ckpt.state
         if state.get("imported"):
             raise UserError(
                 f"'{ckpt.path}' holds imported networks without a training state; they can be "
                 "sampled and evaluated, not resumed (train a new run instead)"
             )
+        self._check_same_config(ckpt)
+        check_tensors(ckpt.weights, self.model.state_dict())
+        check_state(state, list(self.optimizers))
         self.model.load_state_dict(ckpt.weights)
         for name, opt in self.optimizers.items():
-            opt.load_state_dict(state["optimizers"][name])
+            try:
+                opt.load_state_dict(state["optimizers"][name])
+            except (ValueError, KeyError, TypeError) as err:  # groups or sizes disagree
+                raise ValueError(f"the optimizer state of '{name}' does not fit ({err})") from None
         for name, scaler in self.scalers.items():
             if name in state.get("scalers", {}):
                 scaler.load_state_dict(state["scalers"][name])
@@ -437,6 +539,24 @@ class Trainer:
         if self.main:
             print(
                 f"resuming {self.run_dir} from {ckpt.path.name} (step {self.step})", file=sys.stderr
+            )
+
+    def _check_same_config(self, ckpt: Checkpoint) -> None:
+        """A hand-edited config.yaml is refused like the same change by --set: the checkpoint
+        records the config it was trained with, and only `RESUMABLE` keys may differ."""
+        recorded = ckpt.meta["config"]
+        try:
+            trained = build_config(self.cfg.model, recorded.get("preset"), file_data=recorded)
+        except UserError as err:
+            raise ValueError(f"meta.json's config does not resolve ({err})") from None
+        changed = changed_settings(trained.to_dict(), self.cfg.to_dict())
+        if changed:
+            k = changed[0]
+            before, after = flat_settings(trained.to_dict()), flat_settings(self.cfg.to_dict())
+            raise UserError(
+                f"cannot change '{k}' when resuming: {ckpt.path.name} was trained with "
+                f"{before.get(k)!r}, the run's config.yaml or options ask {after.get(k)!r}; "
+                "put config.yaml back, or start a new run with another --out"
             )
 
     def _warn(self, message: str) -> None:
