@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -16,27 +17,21 @@ from .data import DataSpec
 from .engine import distributed as dist
 from .engine.checkpoint import (
     CHECKPOINT_DIR,
+    Checkpoint,
+    check_tensors,
     latest_good_checkpoint,
     list_checkpoints,
     read_checkpoint,
+    remove_leftovers,
 )
+from .engine.runlock import acquire_run_lock, holds_run
+from .engine.trainer import RESUMABLE, changed_settings, flat_settings  # noqa: F401
 from .errors import UserError
 from .models import get_family
 from .models.base import GANModel
 from .registry import MODELS
 
-# keys that may change when a run is resumed; anything else would make it a different run
-RESUMABLE = {
-    "train.steps",
-    "train.device",
-    "train.progress",
-    "train.tensorboard",
-    "train.log_every",
-    "train.sample_every",
-    "train.checkpoint_every",
-    "train.keep_checkpoints",
-    "train.time_budget",
-}
+# RESUMABLE (the keys a resume may change) is imported from the trainer, which checks them too
 
 
 def list_models() -> list[str]:
@@ -62,7 +57,30 @@ def create_model(
 
 
 def _is_run(path: Path) -> bool:
-    return (path / "config.yaml").exists() or (path / CHECKPOINT_DIR).exists()
+    """A run that training must not overwrite: a folder holding a checkpoint.  (A run killed
+    before its first checkpoint holds nothing to lose and may be started again.)"""
+    return bool(list_checkpoints(path))
+
+
+def _check_new_run_dir(run_dir: Path) -> None:
+    """A new run goes into a new or empty folder, or one a training made and left without a
+    checkpoint; a folder of the user's own files is refused, so none of them is replaced."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--out '{run_dir}' is a file, not a folder; choose a folder for the run")
+    if _is_run(run_dir):
+        raise UserError(
+            f"'{run_dir}' already holds a run; pass --resume to continue it, or "
+            "choose another --out (runs are never overwritten)"
+        )
+    if not run_dir.is_dir() or holds_run(run_dir) or (run_dir / "config.yaml").exists():
+        return
+    own = sorted(p.name for p in run_dir.iterdir())
+    if own:
+        shown = ", ".join(own[:3]) + (", ..." if len(own) > 3 else "")
+        raise UserError(
+            f"--out '{run_dir}' holds files that are not a GANForge run ({shown}); choose a "
+            "new or empty folder (a run never writes among other files)"
+        )
 
 
 def _default_run_dir(cfg: RunConfig, resume: bool) -> Path:
@@ -71,9 +89,17 @@ def _default_run_dir(cfg: RunConfig, resume: bool) -> Path:
     if resume:
         return base
     candidate, k = base, 2
-    while _is_run(candidate):
+    while _taken(candidate):
         candidate, k = base.with_name(f"{base.name}-{k}"), k + 1
     return candidate
+
+
+def _taken(path: Path) -> bool:
+    try:
+        _check_new_run_dir(path)
+    except UserError:
+        return True
+    return False
 
 
 def resolve_run(
@@ -91,16 +117,28 @@ def resolve_run(
         raise UserError(
             f"config file '{config}' is for model '{file_data['model']}', not '{model}'"
         )
+    if resume:
+        return _resolve_resume(model, preset, file_data, overrides, out)
     preset = preset or file_data.get("preset")
     cfg = build_config(model, preset, file_data=file_data, overrides=overrides)
     run_dir = Path(out) if out else _default_run_dir(cfg, resume)
-    if not resume:
-        if _is_run(run_dir):
-            raise UserError(
-                f"'{run_dir}' already holds a run; pass --resume to continue it, or "
-                "choose another --out (runs are never overwritten)"
-            )
-        return cfg, run_dir
+    _check_new_run_dir(run_dir)
+    return cfg, run_dir
+
+
+def _resolve_resume(
+    model: str,
+    preset: str | None,
+    file_data: dict[str, Any],
+    overrides: list[tuple[str, Any]] | None,
+    out: str | Path | None,
+) -> tuple[RunConfig, Path]:
+    """The config of a resumed run: its config.yaml, then the settings of ``--config`` and
+    ``--set``, of which only `RESUMABLE` ones may change anything."""
+    if out:
+        run_dir = Path(out)
+    else:
+        run_dir = _default_run_dir(build_config(model, preset, file_data=file_data), True)
     saved_file = run_dir / "config.yaml"
     if not saved_file.exists():
         raise UserError(
@@ -112,24 +150,40 @@ def resolve_run(
             f"'{run_dir}' holds imported networks without a training state; they can be "
             "sampled and evaluated, not resumed (train a new run instead)"
         )
+    if not list_checkpoints(run_dir):
+        raise UserError(
+            f"nothing to resume: '{run_dir}' holds no checkpoint yet (its training stopped "
+            "before the first one); drop --resume to start it again"
+        )
     saved = read_yaml(saved_file)
     if saved.get("model") != model:
         raise UserError(
             f"'{run_dir}' is a '{saved.get('model')}' run, not '{model}'; "
             f"resume it with 'ganforge train {saved.get('model')} --resume --out {run_dir}'"
         )
-    resumed = build_config(model, saved.get("preset"), file_data=saved, overrides=overrides)
-    before, after = dict(_flat(saved)), dict(_flat(resumed.to_dict()))
-    changed = sorted(
-        k for k in set(before) | set(after) if before.get(k) != after.get(k) and k not in RESUMABLE
-    )
+    preset = preset or file_data.get("preset")
+    if preset not in (None, saved.get("preset")):
+        raise UserError(
+            f"cannot change the preset when resuming (the run has {saved.get('preset')!r}, "
+            f"asked {preset!r}); drop --preset, or start a new run with another --out"
+        )
+    # a --config file on resume counts as --set options, checked the same way
+    from_file = [(k, v) for k, v in flat_settings(file_data).items() if k not in _NAMES]
+    asked = [*from_file, *(overrides or [])]
+    before = build_config(model, saved.get("preset"), file_data=saved)
+    resumed = build_config(model, saved.get("preset"), file_data=saved, overrides=asked)
+    changed = changed_settings(before.to_dict(), resumed.to_dict())
     if changed:
         k = changed[0]
+        was, now = flat_settings(before.to_dict()).get(k), flat_settings(resumed.to_dict()).get(k)
         raise UserError(
-            f"cannot change '{k}' when resuming (the run has {before.get(k)!r}, asked "
-            f"{after.get(k)!r}); start a new run with another --out instead"
+            f"cannot change '{k}' when resuming (the run has {was!r}, asked {now!r}); "
+            "start a new run with another --out instead"
         )
     return resumed, run_dir
+
+
+_NAMES = {"model", "preset"}  # a config file's keys that name the run rather than set it
 
 
 def _imported(run_dir: Path) -> bool:
@@ -141,16 +195,6 @@ def _imported(run_dir: Path) -> bool:
         except (OSError, ValueError):
             continue
     return False
-
-
-def _flat(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    out = []
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out += _flat(v, f"{prefix}{k}.")
-        else:
-            out.append((f"{prefix}{k}", v))
-    return out
 
 
 def train(
@@ -173,8 +217,6 @@ def train(
     Keyword options mirror ``ganforge train``; ``overrides`` are dotted keys
     (``{"lr_g": 1e-4, "train.log_every": 10}``).  ``steps`` is the run's total: resuming a run
     of 500 steps with ``steps=1000`` trains 500 more."""
-    from .engine.trainer import Trainer
-
     pairs: list[tuple[str, Any]] = []
     for key, value in (
         ("data.name", dataset),
@@ -187,12 +229,43 @@ def train(
         if value is not None:
             pairs.append((key, value))
     pairs += list(overrides.items()) if isinstance(overrides, dict) else list(overrides or [])
-    cfg, run_dir = resolve_run(
-        model, preset=preset, config=config, overrides=pairs, out=out, resume=resume
-    )
+    request = {"preset": preset, "config": config, "overrides": pairs, "resume": resume}
+    cfg, run_dir = resolve_run(model, out=out, **request)
+    # One writer per run folder; under torchrun rank 0 writes for all and holds the lock (if
+    # it refuses, torchrun stops the other processes with it).
+    lock = acquire_run_lock(run_dir) if int(os.environ.get("RANK", "0")) == 0 else None
+    try:
+        if lock is not None:
+            # asked again under the lock: another training may have filled the folder meanwhile
+            cfg, run_dir = resolve_run(model, out=run_dir, **request)
+            remove_leftovers(run_dir)  # temporary folders of killed writes: no writer is alive
+        return _train_locked(cfg, run_dir, resume)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool) -> Path:
+    from .engine.trainer import Trainer
+
     # Under torchrun every process resolves the same request; rank 0's folder choice wins.
     trainer = Trainer(cfg, run_dir, resume=resume)
     run_dir = trainer.run_dir = Path(dist.broadcast_object(str(run_dir)))
+    if resume and trainer.step >= cfg.train.steps:
+        if trainer.step > cfg.train.steps:
+            raise UserError(
+                f"--steps {cfg.train.steps} is below the step {trainer.step} that '{run_dir}' "
+                f"has reached; --steps is the run's total (e.g. --steps {2 * trainer.step} "
+                f"trains {trainer.step} more); nothing was changed"
+            )
+        if trainer.main:
+            print(
+                f"'{run_dir}' is already at step {trainer.step} of {cfg.train.steps}; nothing "
+                "to train (pass a higher --steps to continue)",
+                file=sys.stderr,
+            )
+        dist.shutdown()
+        return run_dir
     if trainer.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(cfg.to_yaml())
@@ -276,6 +349,11 @@ class LoadedModel:
     def eval_outputs(self, batch: dict[str, torch.Tensor], **options: Any):
         return self.model.eval_outputs(batch, **options)
 
+    def translate(self, images: torch.Tensor, *, direction: str | None = None) -> torch.Tensor:
+        """Image-to-image models: ``images [N, C, H, W]`` in [-1, 1] translated, the same
+        shape (cyclegan: ``direction`` "a2b", the default, or "b2a"; see `GANModel.translate`)."""
+        return self.model.translate(images, direction=direction)
+
 
 def load(run_dir: str | Path, *, checkpoint: str | None = None, device: str = "cpu") -> LoadedModel:
     """Load the newest good checkpoint of a run (or ``checkpoint``, a step folder's name or
@@ -285,25 +363,42 @@ def load(run_dir: str | Path, *, checkpoint: str | None = None, device: str = "c
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run folder '{run_dir}' does not exist")
+    built: dict[str, Any] = {}
+
+    def build(ckpt: Checkpoint) -> None:  # a checkpoint whose tensors do not fit: ValueError
+        built["parts"] = _model_for(ckpt)
+
     if checkpoint:
         path = Path(checkpoint)
         if not path.is_dir():
             path = run_dir / CHECKPOINT_DIR / checkpoint
         try:
             ckpt = read_checkpoint(path)
+            build(ckpt)
         except ValueError as err:
             raise UserError(f"checkpoint '{path}' cannot be loaded: {err}") from None
     else:
         ckpt = latest_good_checkpoint(
-            run_dir, need_state=False, warn=lambda m: print(m, file=sys.stderr)
+            run_dir, need_state=False, warn=lambda m: print(m, file=sys.stderr), accept=build
         )
-    meta = ckpt.meta
-    cfg = build_config(meta["family"], meta.get("preset"), file_data=meta["config"])
-    spec = DataSpec.from_dict(meta["data_spec"])
-    model = get_family(cfg.model)(cfg.family, spec)
+    cfg, spec, model = built["parts"]
     model.load_state_dict(ckpt.weights)
     model.to(resolve_device(device)).eval()
     return LoadedModel(model=model, config=cfg, spec=spec, step=ckpt.step, path=ckpt.path)
+
+
+def _model_for(ckpt: Checkpoint) -> tuple[RunConfig, DataSpec, GANModel]:
+    """The untrained model a checkpoint's meta.json describes; ValueError when it describes
+    none, or when the checkpoint's tensors do not have the model's names and shapes."""
+    meta = ckpt.meta
+    try:
+        cfg = build_config(meta["family"], meta.get("preset"), file_data=meta["config"])
+        spec = DataSpec.from_dict(meta["data_spec"])
+    except (UserError, KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"meta.json does not describe a model ({err})") from None
+    model = get_family(cfg.model)(cfg.family, spec)
+    check_tensors(ckpt.weights, model.state_dict())
+    return cfg, spec, model
 
 
 # ----- what the CLI calls beyond train/load: each command is one function here ---------------
@@ -387,16 +482,44 @@ def write_samples(
     out: str | Path | None = None,
 ) -> tuple[Path, Path]:
     """Write a PNG grid of ``n`` images of a run (default ``RUN/samples/sample-seed<S>.png``;
-    conditional models without ``label``: one column per class).  Returns the PNG and the
-    checkpoint the images came from."""
-    from .images import save_grid
+    conditional models without ``label``: one column per class; image-to-image models: their
+    preview of the first ``n`` test items, e.g. cyclegan's six rows A, G_AB(A), G_BA(G_AB(A)),
+    B, G_BA(B), G_AB(G_BA(B)) of ``n // 6`` columns).  Returns the PNG and the checkpoint the
+    images came from."""
+    from .images import check_grid_fits, save_grid
 
     g = load(run, checkpoint=checkpoint, device=device)
-    nrow = g.spec.num_classes if g.model.task.labels and label is None else None
-    images = g.generate(n, labels=label, seed=seed, truncation=truncation, noise_mode=noise_mode)
+    check_grid_fits(n, g.spec.resolution, "--n")  # before a single image is made
+    if g.model.task.kind != "noise":  # image families: their preview of the test split
+        if label is not None:
+            raise UserError(f"--class is for class-conditional models; '{run}' is not one")
+        images, nrow = g.model.preview(n, seed, _preview_batch(g, n))
+    else:
+        nrow = g.spec.num_classes if g.model.task.labels and label is None else None
+        images = g.generate(
+            n, labels=label, seed=seed, truncation=truncation, noise_mode=noise_mode
+        )
     path = _output(out, run, "samples", f"sample-seed{seed}.png")
     save_grid(images, path, nrow=nrow)
     return path, g.path
+
+
+def _preview_batch(g: LoadedModel, n: int) -> dict[str, torch.Tensor]:
+    """The first ``n`` items of the run's test split, as training previews them."""
+    from .data import load_dataset
+
+    d = g.config.data
+    test = load_dataset(
+        d.name,
+        split="test",
+        resolution=g.config.family.resolution,
+        channels=d.channels,
+        data_dir=d.dir,
+        download=d.download,
+        options=d.task_options(),
+    )
+    batch = test.batch(torch.arange(min(n, len(test))))
+    return {k: v.to(g.model.device) for k, v in batch.items()}
 
 
 def write_code_sweep(
@@ -449,18 +572,20 @@ def write_walk(
 ) -> tuple[Path, Path, int]:
     """Write an animated GIF walking through the latents of ``seeds`` (``"1,2,3"``; see
     `ganforge.interpolate`).  Returns the GIF, the checkpoint and the number of frames."""
-    from .tools.latent import interpolate, save_gif
+    from .images import check_frames_fit
+    from .tools.latent import interpolate_chunks, save_gif
 
     order = parse_int_list(seeds, "--seeds")
     if not fps > 0:
         raise UserError(f"--fps {fps} must be positive (e.g. 20)")
     g = load(run, checkpoint=checkpoint, device=device)
-    images = interpolate(
+    check_frames_fit(frames, g.spec.channels, g.spec.resolution, "--frames")
+    chunks = interpolate_chunks(
         g, order, frames, space=space, truncation=truncation, labels=label, loop=loop
     )
     path = _output(out, run, "samples", f"walk-{'-'.join(map(str, order[:8]))}.gif")
-    save_gif(images, path, fps=fps)
-    return path, g.path, len(images)
+    save_gif(chunks, path, fps=fps)  # the float frames stream by, one chunk at a time
+    return path, g.path, frames
 
 
 def write_mix(
@@ -596,3 +721,105 @@ def version() -> str:
     from ._version import __version__
 
     return __version__
+
+
+def check_direction(model: GANModel, direction: str | None) -> None:
+    """Refuse a ``direction`` the model cannot take: only unpaired models (cyclegan) translate
+    both ways; one-way (paired) models take none; noise models translate nothing.  Unknown
+    directions of a two-way model are the model's to refuse (`GANModel.translate`)."""
+    kind, name = model.task.kind, type(model).__name__.lower()
+    if kind not in ("paired", "unpaired"):
+        raise UserError(
+            f"model '{name}' makes images from {kind}, it does not translate images; use an "
+            "image-to-image model (cyclegan)"
+        )
+    if kind == "paired" and direction is not None:
+        raise UserError(
+            f"--direction {direction} is for models that translate both ways (cyclegan); "
+            f"'{name}' translates one way only, drop --direction"
+        )
+
+
+def _read_image(path: Path, channels: int, size: int | None, warn) -> torch.Tensor:
+    """Image file ``path`` as ``[1, channels, H, W]`` in [-1, 1]: converted to the model's
+    channels, its shorter side resized to ``size`` when given, each with a note."""
+    import numpy as np
+    from PIL import Image
+
+    from .data.core import convert_channels
+    from .data.sources import open_image
+
+    image = open_image(path)
+    if size is not None and min(image.size) != size:
+        w, h = image.size
+        scale = size / min(w, h)
+        new = (max(1, round(w * scale)), max(1, round(h * scale)))
+        warn(f"note: '{path}' is {w}x{h}; resized to {new[0]}x{new[1]} (--size {size})")
+        image = image.resize(
+            new, Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.BICUBIC
+        )
+    array = np.asarray(image)
+    array = (array[None] if array.ndim == 2 else array.transpose(2, 0, 1))[None]
+    if array.shape[1] != channels:
+        kind = {1: "grayscale", 3: "RGB"}
+        warn(
+            f"note: '{path}' is {kind[array.shape[1]]}; converted to {kind[channels]}, as the "
+            "model was trained"
+        )
+        array = convert_channels(array, channels)
+    return torch.from_numpy(np.array(array)).float().div(127.5).sub(1.0)  # a writable copy
+
+
+def translate_files(
+    run: str | Path,
+    images: list[str | Path],
+    *,
+    direction: str | None = None,
+    out: str | Path | None = None,
+    size: int | None = None,
+    checkpoint: str | None = None,
+    device: str = "cpu",
+    warn=None,
+) -> tuple[list[Path], Path]:
+    """Translate image files with an image-to-image run and write each result as a PNG named
+    after its input (``photo.jpg`` -> ``OUT/photo.png``) into ``out`` (default
+    ``RUN/translations``), nowhere else.  ``direction``: cyclegan's ``a2b`` (the default) or
+    ``b2a``; None for one-way models.  Each image keeps its size (the model pads it for its
+    network and crops back; with ``size``, its shorter side is resized to that first).
+    Notes (conversions, padding) go to ``warn`` (default: stderr).  Returns the files written
+    and the checkpoint used."""
+    from .images import save_image, to_uint8
+
+    warn = warn or (lambda message: print(message, file=sys.stderr))
+    paths = [Path(p) for p in images]
+    if not paths:
+        raise UserError("no images to translate; give one or more image files")
+    for path in paths:  # before anything is written
+        if not path.is_file():
+            raise UserError(f"image '{path}' does not exist; give image files (PNG, JPEG, ...)")
+    folder = _output(out, run, "translations")
+    targets = [folder / f"{p.stem}.png" for p in paths]
+    seen: dict[Path, Path] = {}
+    for source, target in zip(paths, targets, strict=True):
+        if target in seen:
+            raise UserError(
+                f"'{seen[target]}' and '{source}' would both be written to '{target}'; "
+                "translate them in separate calls with different --out folders"
+            )
+        if target.resolve() == source.resolve():
+            raise UserError(
+                f"translating '{source}' into --out '{folder}' would overwrite it; "
+                "choose another --out folder"
+            )
+        seen[target] = source
+    g = load(run, checkpoint=checkpoint, device=device)
+    check_direction(g.model, direction)
+    for source, target in zip(paths, targets, strict=True):
+        x = _read_image(source, g.spec.channels, size, warn)
+        valid = getattr(g.model, "valid_size", None)
+        if valid is not None and valid(*x.shape[-2:]) != tuple(x.shape[-2:]):
+            h, w = x.shape[-2:]
+            ph, pw = valid(h, w)
+            warn(f"note: '{source}' is {w}x{h}; padded to {pw}x{ph} for the network, cropped back")
+        save_image(to_uint8(g.translate(x, direction=direction))[0], target)
+    return targets, g.path

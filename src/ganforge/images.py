@@ -10,6 +10,54 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .errors import UserError
+
+# The most pixels one grid image may have, after enlargement: under Pillow's decompression-bomb
+# limit (about 89 million), so that the PNG written can be opened again by Pillow itself.
+MAX_GRID_PIXELS = 80_000_000
+# The most bytes of 8-bit frames an animation may hold in memory while it is encoded (Pillow
+# keeps every frame of a GIF until the file is written; the float frames stream by in chunks).
+MAX_FRAME_BYTES = 2 * 2**30
+
+
+def display_scale(resolution: int) -> int:
+    """How much small images are enlarged (nearest) in grids and GIFs: to about 64 px."""
+    return max(1, 64 // resolution)
+
+
+def check_grid_fits(n: int, resolution: int, option: str, nrow: int | None = None) -> None:
+    """Refuse, before any image is made, a grid of ``n`` images of side ``resolution`` (``nrow``
+    per row, default near-square) larger than `MAX_GRID_PIXELS`; ``option`` names the setting
+    in the one-line `UserError`, which gives the estimate and the largest ``n`` that fits."""
+    side = (resolution + 2) * display_scale(resolution)
+    cols = nrow or math.ceil(math.sqrt(n))
+    pixels = math.ceil(n / cols) * cols * side * side
+    if pixels <= MAX_GRID_PIXELS:
+        return
+    if nrow:
+        largest = MAX_GRID_PIXELS // (nrow * side * side) * nrow
+    else:
+        largest = math.isqrt(MAX_GRID_PIXELS // (side * side)) ** 2
+    raise UserError(
+        f"{option} {n} makes a grid of about {pixels / 1e6:,.0f} million pixels; one image "
+        f"holds at most {MAX_GRID_PIXELS / 1e6:.0f} million here: use {option} {largest:,} "
+        "or fewer"
+    )
+
+
+def check_frames_fit(frames: int, channels: int, resolution: int, option: str) -> None:
+    """Refuse, before any frame is made, an animation whose enlarged 8-bit frames need more
+    than `MAX_FRAME_BYTES` of memory."""
+    side = resolution * display_scale(resolution)
+    per_frame = channels * side * side
+    need = frames * per_frame
+    if need > MAX_FRAME_BYTES:
+        raise UserError(
+            f"{option} {frames:,} needs about {need / 2**30:,.1f} GiB of memory for its frames "
+            f"(at most {MAX_FRAME_BYTES / 2**30:.0f} GiB): use {option} "
+            f"{MAX_FRAME_BYTES // per_frame:,} or fewer"
+        )
+
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """``[N, C, H, W]`` floats in [-1, 1] -> uint8 ``[N, H, W, C]``."""

@@ -6,7 +6,6 @@ one big-endian uint32 per dimension, then the values in row-major order, big-end
 
 from __future__ import annotations
 
-import gzip
 import math
 import os
 import struct
@@ -26,6 +25,8 @@ IDX_DTYPES = {
     0x0E: np.dtype(">f8"),
 }
 _HINT = "re-install it or download it again"
+# deflate expands its input at most about 1032 times: a header promising more is wrong
+_MAX_DEFLATE_RATIO = 1032
 
 
 def parse_idx(source: str | os.PathLike[str] | bytes) -> np.ndarray:
@@ -41,11 +42,37 @@ def parse_idx(source: str | os.PathLike[str] | bytes) -> np.ndarray:
         except OSError as exc:
             raise UserError(f"cannot read {what} ({exc.strerror or exc}); {_HINT}") from exc
     if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise UserError(f"{what} is a corrupt gzip file ({exc}); {_HINT}") from exc
+        data = _gunzip(data, what)
     return _parse_raw(data, what)
+
+
+def _gunzip(data: bytes, what: str) -> bytes:
+    """Decompress gzipped IDX ``data`` without ever holding more than its header promises:
+    a small file that expands without end (a gzip bomb) stops one byte past the promise, and
+    a header promising more than the compressed bytes can hold is refused before any of it."""
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)  # 16+: the gzip wrapper
+    try:
+        raw = d.decompress(data, 4)
+        if len(raw) == 4 and raw[:2] == b"\0\0" and raw[2] in IDX_DTYPES and raw[3] > 0:
+            raw += d.decompress(d.unconsumed_tail, 4 * raw[3])
+            header = 4 + 4 * raw[3]
+            if len(raw) == header:
+                shape = struct.unpack(f">{raw[3]}I", raw[4:header])
+                expected = math.prod(shape) * IDX_DTYPES[raw[2]].itemsize
+                limit = _MAX_DEFLATE_RATIO * len(data)
+                if expected > limit:
+                    raise UserError(
+                        f"{what} promises {expected:,} bytes of data (shape {list(shape)}), more "
+                        f"than its {len(data):,} compressed bytes can hold (at most about "
+                        f"{limit:,}); {_HINT}"
+                    )
+                raw += d.decompress(d.unconsumed_tail, expected + 1)
+    except zlib.error as exc:
+        raise UserError(f"{what} is a corrupt gzip file ({exc}); {_HINT}") from exc
+    if not d.eof and not d.unconsumed_tail:
+        raise UserError(f"{what} is a corrupt gzip file (it ends early); {_HINT}")
+    # stopped early (bytes past the promise, or no IDX header): _parse_raw says which
+    return raw
 
 
 def _parse_raw(data: bytes, what: str) -> np.ndarray:

@@ -7,6 +7,7 @@ numbers only at logging ticks, because ``.item()`` is a device synchronisation p
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -65,6 +66,10 @@ def drop_rows_after(path: Path, step: int) -> None:
     os.replace(tmp, path)
 
 
+def _non_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
+
+
 class RunLogger:
     """Writes one JSON object per logging tick, TensorBoard scalars and a progress bar.
 
@@ -120,8 +125,11 @@ class RunLogger:
     def log(self, step: int, values: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        record = {"step": step, "time": round(time.time(), 3), **values}
-        self.jsonl.write(json.dumps(record) + "\n")
+        # JSON has no NaN or infinity: a diverged loss is written as null, so that every
+        # reader of metrics.jsonl can still parse the row that shows the divergence
+        plain = {k: None if _non_finite(v) else v for k, v in values.items()}
+        record = {"step": step, "time": round(time.time(), 3), **plain}
+        self.jsonl.write(json.dumps(record, allow_nan=False) + "\n")
         if self.tb is not None:
             for key, value in values.items():
                 if isinstance(value, int | float):

@@ -18,7 +18,7 @@ from .._version import __version__
 from ..config import RunConfig, build_config
 from ..data import Dataset, batch_key, load_dataset
 from ..errors import UserError
-from ..images import make_grid, save_image
+from ..images import check_grid_fits, make_grid, save_image
 from ..models import get_family
 from ..models.base import GANModel, LRSchedule, Phase, set_requires_grad
 from . import distributed as dist
@@ -183,6 +183,7 @@ class Trainer:
     ) -> None:
         self.cfg, self.run_dir = cfg, Path(run_dir)
         t = cfg.train
+        check_grid_fits(t.grid_size, cfg.family.resolution, "train.grid_size")
         self.device = resolve_device(t.device)
         dist.init_from_env(self.device)
         self.rank, self.world = dist.world()

@@ -19,7 +19,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,7 +162,6 @@ def path_positions(
     return starts, ts
 
 
-@torch.no_grad()
 def interpolate(
     model: Any,
     seeds: Sequence[int] | str,
@@ -175,7 +174,37 @@ def interpolate(
     loop: bool = False,
     batch_size: int = 32,
 ) -> torch.Tensor:
-    """A walk through the seeds' latents, in order: ``[frames, C, H, W]`` in [-1, 1].
+    """A walk through the seeds' latents, in order: ``[frames, C, H, W]`` in [-1, 1]; the
+    frames of `interpolate_chunks` (which takes the same arguments) put together."""
+    chunks = interpolate_chunks(
+        model,
+        seeds,
+        frames,
+        space=space,
+        truncation=truncation,
+        labels=labels,
+        noise_mode=noise_mode,
+        loop=loop,
+        batch_size=batch_size,
+    )
+    return torch.cat(list(chunks))
+
+
+def interpolate_chunks(
+    model: Any,
+    seeds: Sequence[int] | str,
+    frames: int,
+    *,
+    space: str | None = None,
+    truncation: float = 1.0,
+    labels: Any = None,
+    noise_mode: str = "const",
+    loop: bool = False,
+    batch_size: int = 32,
+) -> Iterator[torch.Tensor]:
+    """The walk of `interpolate` as consecutive chunks of at most ``batch_size`` frames
+    ``[<=batch_size, C, H, W]`` in [-1, 1], each made only when it is asked for, so a long
+    walk can stream to a file.  The arguments are checked at once, before the first chunk.
 
     ``frames`` is the total number of frames; frame 0 is the first seed's image and, unless
     ``loop``, the last frame is the last seed's (with ``loop`` the walk heads back to the first
@@ -203,21 +232,28 @@ def interpolate(
     if space == "w" and not style:
         style_generator(m, "interpolation in w")  # raises the family's error
     check_sampling(noise_mode=noise_mode)
-    inputs, per_seed = seed_inputs(m, seeds, labels)
+    with torch.no_grad():
+        inputs, per_seed = seed_inputs(m, seeds, labels)
     z = torch.cat([args[0] for args in inputs])
     starts, ts = path_positions(len(seeds), frames, loop)
     a = torch.tensor(starts)
     b = (a + 1) % len(seeds)
     t = torch.tensor(ts, dtype=torch.float32, device=z.device)
+    walk = (m, net, style, space, inputs, per_seed, z, a, b, t)
+    return _frames(walk, frames, batch_size, truncation, noise_mode)
+
+
+@torch.no_grad()
+def _frames(walk, frames: int, batch_size: int, truncation: float, noise_mode: str):
+    m, net, style, space, inputs, per_seed, z, a, b, t = walk
     was_training = net.training
     net.eval()
     try:
-        chunks = []
         for lo in range(0, frames, batch_size):
             s = slice(lo, lo + batch_size)
             if style:
                 ws = _style_frames(m, net, z, per_seed, (a[s], b[s], t[s]), space, truncation)
-                chunks.append(net.synthesis(ws, noise_mode=noise_mode))
+                chunk = net.synthesis(ws, noise_mode=noise_mode)
             else:
                 near = torch.where(t[s] < 0.5, a[s], b[s]).tolist()
                 rest = [
@@ -225,10 +261,10 @@ def interpolate(
                 ]
                 frame_z = slerp(z[a[s]], z[b[s]], t[s])
                 args = (frame_z, *rest)
-                chunks.append(m.synthesize(net, args, truncation=truncation, noise_mode=noise_mode))
+                chunk = m.synthesize(net, args, truncation=truncation, noise_mode=noise_mode)
+            yield chunk.float().clamp(-1, 1)
     finally:
         net.train(was_training)
-    return torch.cat(chunks).float().clamp(-1, 1)
 
 
 def _style_frames(m, net, z, per_seed, where, space, truncation) -> torch.Tensor:
@@ -595,31 +631,43 @@ def _progress_bar(steps: int):
     return tqdm(total=steps, unit="step", file=sys.stderr, disable=None, desc="projecting")
 
 
-def save_gif(frames: torch.Tensor, path: str | Path, *, fps: float = 20.0) -> Path:
-    """Write ``[N, C, H, W]`` frames in [-1, 1] as a looping animated GIF (gray or RGB);
-    small images are enlarged without blur as sample grids are (to about 64 px)."""
-    from PIL import Image
-
-    from ..images import to_uint8
-
+def save_gif(
+    frames: torch.Tensor | Iterable[torch.Tensor], path: str | Path, *, fps: float = 20.0
+) -> Path:
+    """Write ``[N, C, H, W]`` frames in [-1, 1] (or consecutive chunks of them, as
+    `interpolate_chunks` yields) as a looping animated GIF (gray or RGB); small images are
+    enlarged without blur as sample grids are (to about 64 px).  Chunks are turned into
+    8-bit pictures one at a time, so only those are ever held, never all the float frames."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    scale = max(1, 64 // frames.shape[-1])
-    pictures = []
-    for array in to_uint8(frames):
-        picture = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
-        if scale > 1:
-            size = (picture.width * scale, picture.height * scale)
-            picture = picture.resize(size, Image.NEAREST)
-        pictures.append(picture)
+    pictures = _gif_pictures([frames] if isinstance(frames, torch.Tensor) else frames)
+    first = next(pictures)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pictures[0].save(
-        tmp,
-        format="GIF",
-        save_all=True,
-        append_images=pictures[1:],
-        duration=max(20, round(1000 / fps)),  # browsers slow down frames shorter than 20 ms
-        loop=0,
-    )
-    os.replace(tmp, path)
+    try:
+        first.save(
+            tmp,
+            format="GIF",
+            save_all=True,
+            append_images=pictures,  # consumed while Pillow encodes
+            duration=max(20, round(1000 / fps)),  # browsers slow down frames shorter than 20 ms
+            loop=0,
+        )
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
+
+
+def _gif_pictures(chunks: Iterable[torch.Tensor]) -> Iterator[Any]:
+    from PIL import Image
+
+    from ..images import display_scale, to_uint8
+
+    for chunk in chunks:
+        scale = display_scale(chunk.shape[-1])
+        for array in to_uint8(chunk):
+            picture = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+            if scale > 1:
+                size = (picture.width * scale, picture.height * scale)
+                picture = picture.resize(size, Image.NEAREST)
+            yield picture
