@@ -28,7 +28,10 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import ganforge  # noqa: E402
 from ganforge.api import evaluate_run  # noqa: E402
+from ganforge.data import load_dataset  # noqa: E402
 from ganforge.features.domain import build_domain_network  # noqa: E402
+from ganforge.metrics import stats  # noqa: E402
+from ganforge.metrics.sets import extract, to_uint8  # noqa: E402
 
 FAMILIES = [
     "gan",
@@ -41,12 +44,20 @@ FAMILIES = [
     "progan",
     "stylegan",
     "stylegan2",
+    "cyclegan",
+    "cyclegan-noidt",
 ]
+#: rows that train a family with settings of their own: the paper's ablation without identity
+VARIANTS = {"cyclegan-noidt": ("cyclegan", {"lambda_identity": 0.0})}
+#: unpaired translation: what each direction should turn its inputs into (fmnist-shoes: A is
+#: sneakers, class 7; B ankle boots, class 9)
+TRANSLATION = {"cyclegan": {"a2b": 9, "b2a": 7}}
 CONDITIONAL = {"cgan", "acgan"}
 TRUNCATION_SWEEP = {"stylegan2": (1.0, 0.7, 0.5)}
 
 
 def train(family: str, budget_s: float, out: Path, seed: int) -> Path:
+    family, settings = VARIANTS.get(family, (family, {}))
     if out.exists():
         shutil.rmtree(out)  # benchmarks/runs/ is this script's own scratch space
     overrides = {
@@ -56,6 +67,7 @@ def train(family: str, budget_s: float, out: Path, seed: int) -> Path:
         "train.sample_every": 1_000,
         "train.checkpoint_every": 10_000_000,
         "train.log_every": 50,
+        **settings,
     }
     return ganforge.train(family, out=out, seed=seed, overrides=overrides)
 
@@ -71,7 +83,7 @@ def infogan_purity(run: Path, n: int, seed: int = 0) -> float:
     gen = torch.Generator().manual_seed(seed)
     for start in range(0, n, 500):
         (x,) = model.generator_inputs(min(500, n - start), None, gen)
-        images = model.G_ema.eval()(x)
+        images = model.generator().eval()(x)
         codes.append(model.split_input(x)[1])
         classes.append(net(images).argmax(1))
     code, cls = torch.cat(codes).numpy(), torch.cat(classes).numpy()
@@ -97,7 +109,63 @@ def wasserstein_trend(run: Path) -> dict[str, float] | None:
     }
 
 
+@torch.no_grad()
+def translation_measures(family: str, run: Path) -> dict:
+    """Both directions of an unpaired translator on the test split: how often the domain
+    classifier puts a translation in the target class, FID and KID of the translations against
+    the target domain's test images with the untranslated inputs as the floor, and the cycle
+    and identity L1 (in [-1, 1] units)."""
+    loaded = ganforge.load(run)
+    model, data = loaded.model, loaded.config.data
+    test = load_dataset(
+        data.name,
+        split="test",
+        resolution=model.resolution,
+        channels=model.spec.channels,
+        options=data.task_options(),
+    )
+    net, _ = build_domain_network("fmnist")
+    domains = {"a2b": (test.images_a, test.images_b), "b2a": (test.images_b, test.images_a)}
+    back = {"a2b": "b2a", "b2a": "a2b"}
+    row: dict = {}
+    for direction, (source, target) in domains.items():
+        outputs, cycled, same = [], [], []
+        for start in range(0, len(source), 500):
+            x = source[start : start + 500].float().div(127.5).sub(1)
+            y = model.translate(x, direction=direction)
+            outputs.append(to_uint8(y))
+            cycled.append((model.translate(y, direction=back[direction]) - x).abs().mean((1, 2, 3)))
+        for start in range(0, len(target), 500):
+            # identity: this direction's generator given an image already in its target domain
+            t = target[start : start + 500].float().div(127.5).sub(1)
+            same.append((model.translate(t, direction=direction) - t).abs().mean((1, 2, 3)))
+        fake, real = extract(net, torch.cat(outputs)), extract(net, target)
+        floor = extract(net, source)
+        size = min(1000, len(real.features), len(fake.features))
+        cls = TRANSLATION[family][direction]
+        row[direction] = {
+            "n": len(source),
+            "target_class_rate": float((fake.probs.argmax(1) == cls).mean()),
+            "fid": stats.fid_from_features(real.features, fake.features),
+            "kid": stats.kernel_inception_distance(real.features, fake.features, subset_size=size)[
+                0
+            ],
+            "floor_target_class_rate": float((floor.probs.argmax(1) == cls).mean()),
+            "floor_fid": stats.fid_from_features(real.features, floor.features),
+            "floor_kid": stats.kernel_inception_distance(
+                real.features, floor.features, subset_size=size
+            )[0],
+            "cycle_l1": float(torch.cat(cycled).mean()),
+            "identity_l1": float(torch.cat(same).mean()),
+        }
+    return row
+
+
 def measure(family: str, run: Path, n: int) -> dict:
+    base = VARIANTS.get(family, (family,))[0]
+    if base in TRANSLATION:
+        steps = max(int(p.name.split("-")[1]) for p in (run / "checkpoints").glob("step-*"))
+        return {"family": family, "steps": steps, "translation": translation_measures(base, run)}
     metrics = "fid,kid,pr,cas" if family in CONDITIONAL else "fid,kid,pr"
     report = evaluate_run(run, metrics=metrics, n=n, out=run / "eval.json")
     meta_steps = max(int(p.name.split("-")[1]) for p in (run / "checkpoints").glob("step-*"))
@@ -151,7 +219,46 @@ def plot_truncation(row: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def translation_markdown(rows: list[dict], budget_min: float) -> list[str]:
+    """The unpaired translators' table: per direction, the figures and their floor."""
+    lines = [
+        "",
+        "## Unpaired translation: sneakers <-> ankle boots",
+        "",
+        f"`cyclegan` trained on `fmnist-shoes` (Fashion-MNIST sneakers as A, ankle boots as B, "
+        f"the training split) for **{budget_min:g} CPU minutes**, then scored on the test split "
+        "(1,000 images a domain) with the domain features. *Target class*: how often the domain "
+        "classifier puts a translation in the class it was translated to. FID and KID: the "
+        "translations against the target domain's test images. The floor: the untranslated "
+        "inputs against the same images. Cycle L1: G_BA(G_AB(A)) against A (and the other way); "
+        "identity L1: G_AB(B) against B (and G_BA(A) against A), in [-1, 1] units.",
+        "",
+        "| run | steps | direction | target class | FID | KID | floor: target class | floor: FID | "
+        "floor: KID | cycle L1 | identity L1 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        for direction, t in r["translation"].items():
+            lines.append(
+                f"| `{r['family']}` | {r['steps']:,} | {direction} | "
+                f"{t['target_class_rate']:.2f} | {t['fid']:.2f} | {t['kid']:.3f} | "
+                f"{t['floor_target_class_rate']:.2f} | {t['floor_fid']:.2f} | "
+                f"{t['floor_kid']:.3f} | {t['cycle_l1']:.3f} | {t['identity_l1']:.3f} |"
+            )
+    lines += [
+        "",
+        "Preview grids (rows: A, G_AB(A), G_BA(G_AB(A)), then B, G_BA(B), G_AB(G_BA(B))):",
+    ]
+    lines += ["", *(f"![{r['family']}](images/benchmarks/{r['family']}.png)" for r in rows)]
+    return lines
+
+
 def markdown(rows: list[dict], budget_min: float, n: int, commands: list[str]) -> str:
+    translators = [r for r in rows if "translation" in r]
+    rows = [r for r in rows if "translation" not in r]
+    if not rows:
+        lines = ["# Quality benchmark", *translation_markdown(translators, budget_min)]
+        return "\n".join([*lines, "", "To reproduce:", "", "```bash", *commands, "```", ""])
     base = rows[0]["real_vs_real"]
     lines = [
         "# Quality benchmark",
@@ -208,6 +315,8 @@ def markdown(rows: list[dict], budget_min: float, n: int, commands: list[str]) -
                 f"{t['recall']:.3f} |"
             )
         lines += ["", f"![truncation sweep](images/benchmarks/{r['family']}-truncation.png)"]
+    if translators:
+        lines += translation_markdown(translators, budget_min)
     lines += ["", "To reproduce:", "", "```bash", *commands, "```", ""]
     return "\n".join(lines)
 

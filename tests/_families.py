@@ -5,9 +5,10 @@ every family gets for free."""
 from __future__ import annotations
 
 import torch
+from conftest import make_dataset
 
 from ganforge.config import build_config
-from ganforge.data import DataSpec
+from ganforge.data import DataSpec, UnpairedDataset
 from ganforge.models import get_family
 
 CLASSES = 10
@@ -54,3 +55,19 @@ def example_batch(model, n: int = 8, seed: int = 1) -> dict[str, torch.Tensor]:
         mask[..., r // 4 : 3 * r // 4, r // 4 : 3 * r // 4] = 1
         batch["mask"] = mask
     return batch
+
+
+def tiny_data(name: str, n: int = 32):
+    """A training set of ``n`` random items of the family's data task, at its tiny size."""
+    spec = tiny_spec(name)
+    if spec.task == "plain":
+        return make_dataset(n=n, resolution=spec.resolution, channels=spec.channels)
+    gen = torch.Generator().manual_seed(0)
+    shape = (n, spec.channels, spec.resolution, spec.resolution)
+
+    def images() -> torch.Tensor:
+        return torch.randint(0, 256, shape, generator=gen, dtype=torch.uint8)
+
+    if spec.task == "unpaired":
+        return UnpairedDataset(images(), images(), "synthetic")
+    raise NotImplementedError(f"no tiny data for the {spec.task} task yet; add it here")

@@ -287,6 +287,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_latent_parsers(sub)
 
+    p = sub.add_parser(
+        "translate",
+        help="translate image files with an image-to-image model (cyclegan: A <-> B)",
+        description="Each image keeps its size (padded for the network, cropped back) and is "
+        "written as a PNG of the same name into --out.",
+    )
+    p.add_argument("run", help="run folder of an image-to-image model (cyclegan)")
+    p.add_argument("images", nargs="+", help="image files (PNG, JPEG, BMP, WebP, ...)")
+    p.add_argument(
+        "--direction",
+        help="a2b (default: domain A to B) or b2a, for models that translate both ways",
+    )
+    p.add_argument("--out", help="output folder (default: RUN/translations)")
+    p.add_argument(
+        "--size", type=_positive_int, help="resize each image's shorter side to this first"
+    )
+    _add_run_options(p)
+
     p = sub.add_parser("features", help="build the domain feature network of a data set")
     p.add_argument(
         "action", choices=["train"], help="train: build it now (else built on first use)"
@@ -462,6 +480,22 @@ def cmd_project(args: argparse.Namespace) -> None:
     print(f"wrote reconstruction.png, target.png and latent.safetensors to {out}")
 
 
+def cmd_translate(args: argparse.Namespace) -> None:
+    from .api import translate_files
+
+    written, source = translate_files(
+        args.run,
+        args.images,
+        direction=args.direction,
+        out=args.out,
+        size=args.size,
+        checkpoint=args.checkpoint,
+        device=args.device,
+    )
+    way = f" ({args.direction})" if args.direction else ""
+    print(f"wrote {len(written)} translated images{way} from {source} to {written[0].parent}")
+
+
 def cmd_import(args: argparse.Namespace) -> None:
     from .api import import_network
 
@@ -480,6 +514,7 @@ COMMANDS = {
     "interpolate": cmd_interpolate,
     "mix": cmd_mix,
     "project": cmd_project,
+    "translate": cmd_translate,
 }
 
 

@@ -43,6 +43,7 @@ from the item index alone, so evaluation and preview batches are the same on eve
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -371,6 +372,12 @@ class UnpairedDataset:
     def __len__(self) -> int:
         return len(self.images_a)
 
+    @property
+    def domain_sizes(self) -> dict[str, int]:
+        """Images of each domain; a training batch needs at least that many of each (the
+        trainer checks both, not only the length)."""
+        return {"A": len(self.images_a), "B": len(self.images_b)}
+
     def draw_b(self, index: torch.Tensor, key: int | None) -> torch.Tensor:
         """Indices into domain B (int64 `[B]`) for A's items `index`."""
         n = len(self.images_b)
@@ -689,7 +696,16 @@ def cyclegan(
             )
         domains.append([fit_square(open_image(p), resolution) for p in progress(files, folder)])
     if channels is None:
-        channels = 1 if all(x.shape[0] == 1 for d in domains for x in d) else 3
+        gray = [all(x.shape[0] == 1 for x in d) for d in domains]
+        channels = 1 if all(gray) else 3
+        if any(gray) and not all(gray):
+            side, other = ("A", "B") if gray[0] else ("B", "A")
+            warnings.warn(
+                f"domain {side} of cyclegan:{path} is grayscale and domain {other} is not; "
+                f"{side}'s images are repeated to 3 channels (set data.channels=1 to train "
+                "both in gray)",
+                stacklevel=2,
+            )
     a, b = (torch.from_numpy(stack_channels(d, channels)) for d in domains)
     return UnpairedDataset(a, b, f"cyclegan:{path}")
 

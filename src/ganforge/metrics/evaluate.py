@@ -237,7 +237,14 @@ def _score_image_task(report, q: _Request, net, model, names) -> None:
             raise UserError(
                 f"--dataset names the evaluation data of this {model.task.kind} model; add it"
             )
-        data = load_dataset(q.dataset, split=q.split, data_dir=q.data_dir, options=q.task_options)
+        data = load_dataset(
+            q.dataset,
+            split=q.split,
+            resolution=model.spec.resolution,  # as the model was trained (fmnist at 32: padded)
+            channels=model.spec.channels,
+            data_dir=q.data_dir,
+            options=q.task_options,
+        )
     what = q.dataset or data.spec.name or "the evaluation data"
     if q.n > len(data):
         q.warn(

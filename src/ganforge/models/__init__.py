@@ -6,6 +6,7 @@ from ..registry import MODELS
 from . import (  # noqa: F401  (registration side effect)
     acgan,
     cgan,
+    cyclegan,
     dcgan,
     gan,
     infogan,
