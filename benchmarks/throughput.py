@@ -2,6 +2,9 @@
 
     python benchmarks/throughput.py [--batch-size 64] [--steps 30] [--out FILE.json]
     python benchmarks/throughput.py --families progan,stylegan,stylegan2 --batch-size 32
+    python benchmarks/throughput.py --families cyclegan --batch-size 8
+
+Image families' "generate" figure is their translation of a batch of inputs (A -> B).
 
 Prints one JSON document.  Each family runs in its own subprocess so that its peak resident
 memory is its own.  Beside GANForge's `dcgan --preset classic32` it times a plain eager PyTorch
@@ -46,11 +49,17 @@ def matmul_peak_gflops(n: int = 2048, reps: int = 20) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - start) / 1e9
 
 
-def synthetic_data(resolution: int, n: int = 4096):
+def synthetic_data(resolution: int, n: int = 4096, task: str = "plain"):
+    """Random uint8 images in memory, as the family's data task holds them (``unpaired``: two
+    halves as the domains)."""
     from ganforge.data import DataSpec, ImageDataset
 
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n, 1, resolution, resolution), generator=gen, dtype=torch.uint8)
+    if task == "unpaired":
+        from ganforge.data.tasks import UnpairedDataset
+
+        return UnpairedDataset(images[: n // 2], images[n // 2 :], "synthetic")
     spec = DataSpec(
         channels=1,
         resolution=resolution,
@@ -78,7 +87,9 @@ def bench_family(model: str, preset: str | None, batch: int, steps: int) -> dict
     ]
     with tempfile.TemporaryDirectory() as tmp:
         cfg, run_dir = resolve_run(model, preset=preset, overrides=overrides, out=Path(tmp) / "r")
-        trainer = Trainer(cfg, run_dir, data=synthetic_data(cfg.family.resolution))
+        task = trainer_task(model, cfg)
+        data = synthetic_data(cfg.family.resolution, task=task)
+        trainer = Trainer(cfg, run_dir, data=data)
         # timed far into training: past any growth schedule (progan runs at full size), and a
         # multiple of the lazy regularizers' intervals
         trainer.step = 1_000_000
@@ -100,11 +111,12 @@ def bench_family(model: str, preset: str | None, batch: int, steps: int) -> dict
         meter.pop_means()  # forces the pending values, as a logging tick would
         train_rate = steps * batch / (time.perf_counter() - start)
         m = trainer.model
+        produce = output_function(m, data, batch)
         for _ in range(3):
-            m.generate(batch)
+            produce()
         start = time.perf_counter()
         for _ in range(steps):
-            m.generate(batch)
+            produce()
         gen_rate = steps * batch / (time.perf_counter() - start)
     return {
         "model": model,
@@ -115,6 +127,23 @@ def bench_family(model: str, preset: str | None, batch: int, steps: int) -> dict
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "gflops_per_train_image": round(flops / 1e9, 4) if flops is not None else None,
     }
+
+
+def trainer_task(model: str, cfg) -> str:
+    from ganforge.models import get_family
+
+    return get_family(model).task_for(cfg.family).data
+
+
+def output_function(m, data, batch: int):
+    """What the family makes for a user, one batch a call: images from noise, or the
+    translation (A -> B) of a batch of inputs; the "generate" figure of image families."""
+    if m.task.kind == "noise":
+        return lambda: m.generate(batch)
+    inputs = data.batch(torch.arange(batch))
+    if m.task.kind == "unpaired":
+        return lambda: m.translate(inputs["image_a"], direction="a2b")
+    raise NotImplementedError(f"no output timing for {m.task.kind} families yet")
 
 
 class _RefG(nn.Module):
