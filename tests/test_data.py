@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -254,6 +255,13 @@ def test_digits_split_is_a_fixed_80_20_partition():
     big = load_dataset("digits", split="test", resolution=28)
     assert big.images.shape == (359, 1, 28, 28) and big.spec.num_classes == 10
     assert torch.equal(big.labels, test.labels)
+
+
+def test_digits_without_scikit_learn_says_how_to_add_it(monkeypatch):
+    # a None entry in sys.modules makes `import sklearn.datasets` raise ImportError
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    with pytest.raises(UserError, match=r'needs scikit-learn.*pip install "ganforge\[digits\]"'):
+        load_dataset("digits")
 
 
 # ---------------------------------------------------------------- image folders

@@ -277,6 +277,19 @@ DIGITS_SEED = 0
 DIGITS_TEST_FRACTION = 0.2
 
 
+def _load_digits_function() -> Any:
+    """scikit-learn's ``load_digits``; scikit-learn is the optional ``digits`` extra."""
+    try:
+        # imported late: scikit-learn is slow to import and only this set needs it
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise UserError(
+            "the 'digits' dataset needs scikit-learn, which is not installed: "
+            'pip install "ganforge[digits]"'
+        ) from None
+    return load_digits
+
+
 @DATASETS.register(
     "digits", doc="scikit-learn digits: 1,797 8x8 grayscale digits, 10 classes, bundled"
 )
@@ -291,8 +304,7 @@ def digits(
     options: TaskOptions | None = None,
 ) -> ImageDataset:
     _no_arg("digits", arg)
-    from sklearn.datasets import load_digits  # imported late: scikit-learn is slow to import
-
+    load_digits = _load_digits_function()
     bunch = load_digits()
     images = np.rint(bunch.images * (255 / 16)).astype(np.uint8)  # values 0..16 -> 0..255
     # RandomState's stream is frozen across numpy versions, so the split never changes.
