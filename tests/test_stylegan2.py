@@ -187,7 +187,8 @@ def test_import_refuses_to_overwrite_and_reports_bad_files(tmp_path, capsys):
     assert sorted(p.name for p in run.rglob("*")) == before
     cut = tmp_path / "cut.pkl"
     cut.write_bytes(Path(pkl).read_bytes()[:5000])
-    assert main(["import", "stylegan2", str(cut), "--out", str(tmp_path / "b")]) == 2
+    # -q: without it the "reading the networks in ..." progress line comes first
+    assert main(["-q", "import", "stylegan2", str(cut), "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
     assert "truncated" in err and err.count("\n") == 1
     assert not (tmp_path / "b").exists()

@@ -208,7 +208,7 @@ def train(
     seed: int | None = None,
     config: str | Path | None = None,
     overrides: dict[str, Any] | list[tuple[str, Any]] | None = None,
-    resume: bool = False,
+    resume: bool | str = False,
     device: str | None = None,
     data_dir: str | None = None,
 ) -> Path:
@@ -216,7 +216,8 @@ def train(
 
     Keyword options mirror ``ganforge train``; ``overrides`` are dotted keys
     (``{"lr_g": 1e-4, "train.log_every": 10}``).  ``steps`` is the run's total: resuming a run
-    of 500 steps with ``steps=1000`` trains 500 more."""
+    of 500 steps with ``steps=1000`` trains 500 more.  ``resume="auto"`` resumes when the run
+    folder holds a checkpoint and starts the run otherwise."""
     pairs: list[tuple[str, Any]] = []
     for key, value in (
         ("data.name", dataset),
@@ -229,6 +230,10 @@ def train(
         if value is not None:
             pairs.append((key, value))
     pairs += list(overrides.items()) if isinstance(overrides, dict) else list(overrides or [])
+    if resume == "auto":
+        resume = _holds_checkpoint(model, preset, config, pairs, out)
+    elif not isinstance(resume, bool):
+        raise UserError(f"resume must be True, False or 'auto', not {resume!r}")
     request = {"preset": preset, "config": config, "overrides": pairs, "resume": resume}
     cfg, run_dir = resolve_run(model, out=out, **request)
     # One writer per run folder; under torchrun rank 0 writes for all and holds the lock (if
@@ -243,6 +248,24 @@ def train(
     finally:
         if lock is not None:
             lock.release()
+
+
+def _holds_checkpoint(
+    model: str,
+    preset: str | None,
+    config: str | Path | None,
+    overrides: list[tuple[str, Any]],
+    out: str | Path | None,
+) -> bool:
+    """Whether the folder a training would resume (``out``, else runs/MODEL-DATASET) holds a
+    checkpoint: what ``resume="auto"`` resumes.  A folder without one is started afresh."""
+    if out is None:
+        file_data = read_yaml(config) if config else {}
+        cfg = build_config(
+            model, preset or file_data.get("preset"), file_data=file_data, overrides=overrides
+        )
+        out = _default_run_dir(cfg, resume=True)
+    return Path(out).is_dir() and _is_run(Path(out))
 
 
 def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool) -> Path:
@@ -452,6 +475,8 @@ def summary(
     ``classes`` classes, under a header naming the preset and image size."""
     from .tools.summary import summary_text
 
+    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 0:
+        raise UserError(f"--classes {classes!r}: use 0 (unconditional) or more classes, e.g. 10")
     cfg = build_config(model, preset, overrides=overrides)
     r = cfg.family.resolution
     spec = DataSpec(
@@ -467,6 +492,19 @@ def summary(
 
 def _output(out: str | Path | None, run: str | Path, *default: str) -> Path:
     return Path(out) if out else Path(run).joinpath(*default)
+
+
+def _output_file(out: str | Path | None, run: str | Path, *default: str) -> Path:
+    """`_output` for a file: refused, before any image is made, when it names a folder or
+    lies under a file (where no folder can be made)."""
+    path = _output(out, run, *default)
+    if path.is_dir():
+        example = path / Path(default[-1]).name
+        raise UserError(f"--out '{path}' is a folder; name the file to write, e.g. {example}")
+    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise UserError(f"--out '{path}' lies under '{blocking}', which is a file, not a folder")
+    return path
 
 
 def write_samples(
@@ -499,7 +537,7 @@ def write_samples(
         images = g.generate(
             n, labels=label, seed=seed, truncation=truncation, noise_mode=noise_mode
         )
-    path = _output(out, run, "samples", f"sample-seed{seed}.png")
+    path = _output_file(out, run, "samples", f"sample-seed{seed}.png")
     save_grid(images, path, nrow=nrow)
     return path, g.path
 
@@ -543,7 +581,7 @@ def write_code_sweep(
         )
     rows = max(1, n // 10)
     images = g.model.vary(code, rows=rows, seed=seed)
-    path = _output(out, run, "samples", f"vary-{code}.png")
+    path = _output_file(out, run, "samples", f"vary-{code}.png")
     save_grid(images, path, nrow=len(images) // rows)
     return path, g.path
 
@@ -583,7 +621,7 @@ def write_walk(
     chunks = interpolate_chunks(
         g, order, frames, space=space, truncation=truncation, labels=label, loop=loop
     )
-    path = _output(out, run, "samples", f"walk-{'-'.join(map(str, order[:8]))}.gif")
+    path = _output_file(out, run, "samples", f"walk-{'-'.join(map(str, order[:8]))}.gif")
     save_gif(chunks, path, fps=fps)  # the float frames stream by, one chunk at a time
     return path, g.path, frames
 
@@ -610,7 +648,7 @@ def write_mix(
     parse_int_list(layers, "--layers")  # a malformed list fails before the load
     g = load(run, checkpoint=checkpoint, device=device)
     cells = style_mix(g, row_seeds, col_seeds, layers, truncation=truncation, label=label)
-    path = _output(out, run, "samples", "mix.png")
+    path = _output_file(out, run, "samples", "mix.png")
     save_grid(cells, path, nrow=len(col_seeds) + 1)
     return path, g.path
 
@@ -691,17 +729,21 @@ def format_eval_report(report: dict[str, Any]) -> str:
 
 def evaluate_run(run_dir: str | Path | None = None, **options: Any) -> dict[str, Any]:
     """Evaluate the newest good checkpoint of ``run_dir`` (what `ganforge eval RUN` does) and
-    write the report to ``RUN/eval.json`` unless ``out`` says where; ``run_dir`` None
-    evaluates ``fake`` images instead.  ``options`` are those of
+    write the report to ``RUN/eval.json`` unless ``out`` says where (``checkpoint``, a step
+    folder's name, evaluates that one; the model runs on ``device``, ``cpu`` by default);
+    ``run_dir`` None evaluates ``fake`` images instead.  ``options`` are those of
     `ganforge.metrics.evaluate.evaluate` (``metrics``, ``n``, ``split``, ``features``, ``real``,
     ``fake``, ``dataset``, ``data_dir``, ``seed``, ``truncation``, ...); ``dataset`` and
     ``data_dir`` default to the run's.  Imported networks need ``real`` or ``dataset``, since
     their training images are not known here."""
     from .metrics.evaluate import evaluate
 
+    checkpoint, device = options.pop("checkpoint", None), options.pop("device", None) or "cpu"
     if run_dir is None:
+        if checkpoint is not None:
+            raise UserError(f"--checkpoint {checkpoint} needs a run folder to evaluate")
         return evaluate(**options)
-    model = load(run_dir)
+    model = load(run_dir, checkpoint=checkpoint, device=device)
     known = options.get("dataset") is not None or options.get("real") is not None
     if model.spec.name.startswith("imported") and not known:
         raise UserError(

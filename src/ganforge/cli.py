@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import sys
+from collections.abc import Iterator
 
 from .errors import UserError
 
@@ -36,6 +39,26 @@ def _int(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+# numpy seeds (evaluation subsets) take 32 bits; torch generators take the derived seeds
+SEED_LIMIT = 2**32
+
+
+def _seed(text: str) -> int:
+    value = _int(text)
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"use a seed from 0 to 2^32 - 1, got {value}")
+    return value
+
+
+def _resume_mode(text: str) -> str:
+    if text != "auto":
+        raise argparse.ArgumentTypeError(
+            f"expected 'auto' or nothing after --resume, got {text!r} "
+            "(the model goes before the options: ganforge train MODEL --resume)"
+        )
+    return text
 
 
 def _add_set_option(p: argparse.ArgumentParser) -> None:
@@ -126,7 +149,7 @@ def _add_latent_parsers(sub) -> None:
     )
     p.add_argument("--noise", action="store_true", help="also optimize the noise maps")
     p.add_argument("--out", help="output folder (default: RUN/projections/TARGET-NAME)")
-    p.add_argument("--seed", type=_int, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
     p.add_argument("--lr", type=float, default=0.1, help="peak learning rate (default: 0.1)")
     p.add_argument(
         "--class", dest="label", type=_int, help="conditional models: start from this class"
@@ -188,13 +211,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--batch-size", type=_int, help="global batch size (default: 64)")
     p.add_argument("--out", help="run folder (default: runs/MODEL-DATASET, never overwritten)")
-    p.add_argument("--seed", type=_int, help="random seed (default: 0)")
+    p.add_argument("--seed", type=_seed, help="random seed (default: 0)")
     p.add_argument("--config", help="YAML file of settings (the same keys as config.yaml)")
     _add_set_option(p)
     p.add_argument(
         "--resume",
-        action="store_true",
-        help="continue the run in --out from its newest good checkpoint",
+        nargs="?",
+        const=True,
+        default=False,
+        type=_resume_mode,
+        metavar="auto",
+        help="continue the run in --out from its newest good checkpoint; '--resume auto' "
+        "continues it when --out holds one and starts it otherwise (for restart loops)",
     )
     p.add_argument("--device", help="auto (default: CUDA when present) | cpu | cuda | cuda:N")
 
@@ -207,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_int,
         help="class index for conditional models (default: one column per class)",
     )
-    p.add_argument("--seed", type=_int, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
     p.add_argument(
         "--truncation",
         type=float,
@@ -266,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fake", help="generated images instead of a run: a folder or .npz")
     p.add_argument("--dataset", help="data set of the domain features (default: the run's)")
     p.add_argument("--data-dir", help="folder holding the data set's files")
-    p.add_argument("--seed", type=_int, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
     p.add_argument(
         "--truncation",
         type=float,
@@ -274,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="draw the generated set with this truncation psi (default: 1, none)",
     )
     p.add_argument("--out", help="write the report here (default: RUN/eval.json)")
+    _add_run_options(p)
 
     p = sub.add_parser(
         "import",
@@ -312,7 +341,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="fmnist", help="labeled data set (default: fmnist)")
     p.add_argument("--data-dir", help="folder holding the data set's files")
     p.add_argument("--rebuild", action="store_true", help="train again even if it is cached")
+    _add_verbosity_options(parser, sub)
     return parser
+
+
+def _add_verbosity_options(parser: argparse.ArgumentParser, sub) -> None:
+    """-q/-v, global: before the command (``ganforge -q train``) or after it (``train -q``).
+    The subcommands' copies default to SUPPRESS, so they leave the global count alone."""
+    for target, default in [(parser, 0)] + [(p, argparse.SUPPRESS) for p in sub.choices.values()]:
+        group = target.add_argument_group("output")
+        group.add_argument(
+            "-q",
+            "--quiet",
+            action="count",
+            default=default,
+            help="print less: no progress lines (warnings and errors still show)",
+        )
+        group.add_argument(
+            "-v", "--verbose", action="count", default=default, help="print more (debug lines)"
+        )
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to the sys.stderr of the moment (a stream bound once goes stale under tests)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must never end the command
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def _logging_for(verbosity: int) -> Iterator[None]:
+    """The ``ganforge`` logger's lines on stderr while a command runs: INFO by default
+    (progress without a terminal, what long one-time work is doing), WARNING with -q, DEBUG
+    with -v.  The logger's level and handlers are put back afterwards."""
+    logger = logging.getLogger("ganforge")
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(
+        logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
+    )
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 # Each command imports the API only when it runs: `ganforge --help` and argparse's checks must
@@ -338,6 +415,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
         seed=args.seed,
         truncation=args.truncation,
         out=args.out,
+        checkpoint=args.checkpoint,
+        device=args.device,
     )
     print(format_eval_report(report))
     if "written_to" in report:
@@ -419,7 +498,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
         noise_mode=args.noise_mode,
         **where,
     )
-    print(f"wrote {args.n} images from {source} to {out}")
+    print(f"wrote the sample grid {out} from {source}")
 
 
 def cmd_interpolate(args: argparse.Namespace) -> None:
@@ -536,6 +615,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    # the command's lines only: a program that calls main() keeps its own logging afterwards
+    with _logging_for(args.verbose - args.quiet):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         COMMANDS[args.command](args)
     except UserError as err:

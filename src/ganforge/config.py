@@ -92,7 +92,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     grid_size: int = 64  # images in each sample grid
     tensorboard: bool = True
-    progress: bool = True  # tqdm bar
+    progress: bool = True  # tqdm bar; without a terminal, a plain line per logging interval
     # stop after this many seconds of training (0: no limit), saving samples and a checkpoint
     # at the step reached; resuming continues towards train.steps
     time_budget: float = 0.0
@@ -111,6 +111,8 @@ class TrainConfig:
             "keep at least 1",
         )
         check(self.grid_size >= 1, "train.grid_size", self.grid_size, "it must be >= 1")
+        # evaluation seeds numpy (32 bits) with it and torch with seed * 100_003 + chunk
+        check(0 <= self.seed < 2**32, "train.seed", self.seed, "use a seed from 0 to 2^32 - 1")
         check(
             self.time_budget >= 0,
             "train.time_budget",
@@ -259,7 +261,7 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
         items = value
         if isinstance(value, str):
             text = value.strip()
-            items = yaml.safe_load(text) if text.startswith("[") else text.split(",")
+            items = _yaml_list(text, value, key) if text.startswith("[") else text.split(",")
             if not isinstance(items, list):
                 raise UserError(f"invalid value {value!r} for {key}: expected a list like [1, 2]")
         if not isinstance(items, list | tuple):
@@ -322,6 +324,16 @@ def flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
+def _yaml_list(text: str, value: Any, key: str) -> Any:
+    """``[0.5, 0.999]`` as YAML; malformed YAML (``[0.5,``) is the user's mistake."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise UserError(
+            f"invalid value {value!r} for {key}: not a well-formed list; write it like [1, 2]"
+        ) from None
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, or raise a one-line error saying what is wrong with the file."""
     path = Path(path)
@@ -329,6 +341,12 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise UserError(f"config file '{path}' does not exist") from None
+    except IsADirectoryError:
+        raise UserError(f"--config '{path}' is a folder; name a YAML file of settings") from None
+    except UnicodeDecodeError:
+        raise UserError(
+            f"config file '{path}' is not text (not UTF-8); name a YAML file of settings"
+        ) from None
     except yaml.YAMLError as err:
         where = getattr(err, "problem_mark", None)
         line = f" at line {where.line + 1}" if where is not None else ""

@@ -7,6 +7,7 @@ numbers only at logging ticks, because ``.item()`` is a device synchronisation p
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import sys
@@ -15,6 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+# Progress lines for runs watched without a terminal (a log file, a CI job, nohup): the
+# ``ganforge`` logger, which the CLI shows at INFO (``-q`` hides them, ``-v`` adds debug).
+log = logging.getLogger("ganforge")
 
 
 class LossMeter:
@@ -66,6 +71,21 @@ def drop_rows_after(path: Path, step: int) -> None:
     os.replace(tmp, path)
 
 
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stderr: no terminal
+        return False
+
+
+def _duration(seconds: float) -> str:
+    """``seconds`` as ``1h02m``, ``2m41s`` or ``9s``."""
+    s = max(0, round(seconds))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
 def _non_finite(value: Any) -> bool:
     return isinstance(value, float) and not math.isfinite(value)
 
@@ -91,6 +111,10 @@ class RunLogger:
         self.run_dir = run_dir
         self.tb = None
         self.bar = None
+        # without a terminal a bar's carriage returns make an unreadable log: plain lines instead
+        self.plain = progress and not _stderr_is_terminal()
+        self.total, self.start = total, start
+        self.started = time.monotonic()
         if not enabled:
             return
         drop_rows_after(run_dir / "metrics.jsonl", start)
@@ -109,7 +133,7 @@ class RunLogger:
                     "(pip install tensorboard)",
                     file=sys.stderr,
                 )
-        if progress:
+        if progress and not self.plain:
             from tqdm.auto import tqdm
 
             self.bar = tqdm(
@@ -141,6 +165,24 @@ class RunLogger:
             if "images_per_s" in values:
                 shown["img/s"] = f"{values['images_per_s']:.0f}"
             self.bar.set_postfix(shown, refresh=False)
+        if self.plain and "images_per_s" in values:
+            log.info(self.progress_line(step, values, time.monotonic() - self.started))
+
+    def progress_line(self, step: int, values: dict[str, Any], elapsed: float) -> str:
+        """``step 200/1500 (13%), 512 images/s, d 1.38 g 0.693, ETA 2m41s`` for ``values`` of a
+        logging tick at ``step``, ``elapsed`` seconds after this session started."""
+        losses = " ".join(
+            f"{k.replace('/loss', '')} {v:.3g}"
+            for k, v in values.items()
+            if k.endswith("/loss") and isinstance(v, int | float)
+        )
+        done = step - self.start
+        eta = "?" if done <= 0 else _duration(elapsed / done * (self.total - step))
+        parts = [
+            f"step {step}/{self.total} ({100 * step // max(self.total, 1)}%)",
+            f"{values['images_per_s']:.0f} images/s",
+        ]
+        return ", ".join(parts + ([losses] if losses else []) + [f"ETA {eta}"])
 
     def advance(self, n: int = 1) -> None:
         if self.bar is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sys
 from dataclasses import asdict, dataclass, fields
@@ -25,6 +26,9 @@ from torch import nn
 
 from ..data import DataSpec, ImageDataset, load_dataset
 from ..errors import UserError
+
+# says what long one-time work is doing before it starts (shown by the CLI; see cli.py)
+log = logging.getLogger("ganforge")
 
 FORMAT_VERSION = 2
 
@@ -265,6 +269,10 @@ def _build(
     found = None if rebuild else _cached(spec, settings, weights_file, record_file)
     if found is not None:
         return found
+    log.info(
+        f"building the domain features of {spec.name}: training a classifier on "
+        f"{len(train):,} images for {settings.epochs} epochs (once; cached in {weights_file})"
+    )
     net = train_classifier(train, settings, progress=progress)
     test = load_dataset(dataset, split="test", data_dir=data_dir)
     record = {

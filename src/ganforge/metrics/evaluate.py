@@ -119,6 +119,8 @@ def evaluate(
     warn = warn or (lambda m: print(m, file=sys.stderr))
     names = parse_metrics(metrics)
     _check(n, split, model, fake, truncation)
+    if not 0 <= seed < 2**32:  # numpy draws the real subsets, and its seeds are 32-bit
+        raise UserError(f"--seed {seed}: use a seed from 0 to 2^32 - 1")
     q = _Request(
         dataset, data_dir, data, task_options, split, n, seed, real, fake, features,
         inception_weights, truncation, source, warn,

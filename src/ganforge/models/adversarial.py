@@ -90,6 +90,12 @@ class Objective:
         check(self.lr_g > 0, "lr_g", self.lr_g, "learning rates must be positive")
         check(self.lr_d > 0, "lr_d", self.lr_d, "learning rates must be positive")
         check(
+            len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+            "betas",
+            list(self.betas),
+            "Adam's betas are two values in [0, 1), e.g. [0.5, 0.999]",
+        )
+        check(
             0 <= self.label_smoothing < 1,
             "label_smoothing",
             self.label_smoothing,

@@ -13,6 +13,7 @@ print: phases return dicts of named losses.
 from __future__ import annotations
 
 import copy
+import numbers
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -142,6 +143,25 @@ class OptimSpec:
         if self.kind == "rmsprop":
             return torch.optim.RMSprop(params, lr=self.lr, eps=self.eps)
         raise UserError(f"unknown optimizer {self.kind!r}; use adam or rmsprop")
+
+
+NOISE_MODES = ("const", "random", "none")
+FLOAT_TYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _check_sampling_args(n: Any, labels: Any, noise_mode: Any) -> None:
+    """One line for a ``generate`` argument of the wrong kind (the checks of their values,
+    such as n >= 1 or a class in range, follow in `GANModel.generate`)."""
+    if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral)):
+        raise UserError(f"n must be a whole number of images, got {n!r}")
+    if isinstance(labels, bool | str | float):
+        raise UserError(f"labels must be a class index or one per image, got {labels!r}")
+    if isinstance(labels, list | tuple) and not all(
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in labels
+    ):
+        raise UserError(f"labels must be class indices (whole numbers), got {list(labels)!r}")
+    if noise_mode not in NOISE_MODES:
+        raise UserError(f"unknown noise mode {noise_mode!r}; use {', '.join(NOISE_MODES)}")
 
 
 class GANModel(nn.Module):
@@ -294,12 +314,15 @@ class GANModel(nn.Module):
         mean.  ``noise_mode`` (families with per-pixel noise): ``const`` (the stored noise,
         repeatable), ``random`` or ``none``.
         """
+        _check_sampling_args(n, labels, noise_mode)
         if z is not None:
             z = torch.as_tensor(z, dtype=torch.float32)
             if z.ndim != 2 or (n is not None and z.shape[0] != n):
                 raise UserError(
                     f"z has shape {list(z.shape)}; give [n, z_dim] latents, one row per image"
                 )
+            if not torch.isfinite(z).all():
+                raise UserError("z holds NaN or infinite values; give finite latents")
             n = z.shape[0]
         if n is None or n < 1:
             raise UserError(f"cannot generate {n} images; ask for at least 1")
@@ -349,7 +372,12 @@ class GANModel(nn.Module):
         elif isinstance(labels, int):
             out = torch.full((n,), labels)
         else:
-            out = torch.as_tensor(labels).long().flatten()
+            out = torch.as_tensor(labels)
+            if out.dtype in (torch.bool, *FLOAT_TYPES):
+                raise UserError(
+                    f"labels must be class indices (whole numbers), got {out.dtype} values"
+                )
+            out = out.long().flatten()
             if out.numel() != n:
                 raise UserError(f"got {out.numel()} labels for {n} images; give one per image")
         if out.numel() and (out.min() < 0 or out.max() >= k):

@@ -48,6 +48,7 @@ class ConvConfig(Objective):
                 "keeps the reference's BatchNorm"
             )
         check(self.z_dim >= 1, "z_dim", self.z_dim, "use a positive size")
+        check(0 <= self.d_dropout < 1, "d_dropout", self.d_dropout, "use a value in [0, 1)")
         check(
             all(c >= 1 for c in (*self.g_channels, *self.d_channels)),
             "g_channels/d_channels",

@@ -78,6 +78,12 @@ class Config:
         if self.g_arch == "unet":
             check(r & (r - 1) == 0, "resolution", r, "g_arch=unet needs a power of two")
         check(self.ngf >= 1 and self.ndf >= 1, "ngf/ndf", (self.ngf, self.ndf), "use 1 or more")
+        check(
+            len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+            "betas",
+            list(self.betas),
+            "Adam's betas are two values in [0, 1), e.g. [0.5, 0.999]",
+        )
         if self.n_blocks is not None:
             check(self.n_blocks >= 0, "n_blocks", self.n_blocks, "use 0 or more (or none)")
         if self.d_layers is not None:

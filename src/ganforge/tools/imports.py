@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,9 @@ from ..engine.checkpoint import CHECKPOINT_DIR, save_checkpoint
 from ..errors import UserError
 from ..models import get_family
 from .stylegan2_pickle import read_network_pickle
+
+# says what long one-time work is doing before it starts (shown by the CLI; see cli.py)
+log = logging.getLogger("ganforge")
 
 #: keys of the pickle's inferred architecture that describe the data or are recorded only
 _SPEC_KEYS = ("channels", "num_classes")
@@ -44,6 +48,7 @@ def import_stylegan2(pickle_path: str | Path, out: str | Path) -> Path:
         raise UserError(
             f"'{out}' already holds a run; choose another --out (runs are never overwritten)"
         )
+    log.info(f"reading the networks in {pickle_path} (nothing stored in it is executed)")
     nets = read_network_pickle(pickle_path)
     arch = dict(nets.config)
     spec = DataSpec(

@@ -15,6 +15,7 @@ between two such points passes through the improbable middle of the ball.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import os
 import re
@@ -31,6 +32,9 @@ from torch import nn
 
 from ..errors import UserError
 from ..models.stylenets import check_sampling
+
+# says what long one-time work is doing before it starts (shown by the CLI; see cli.py)
+log = logging.getLogger("ganforge")
 
 #: what a generator must have to count as style-based
 
@@ -566,6 +570,7 @@ def project(
             warn("note: this generator has no noise maps; optimizing w alone")
         for buf in maps.values():
             buf.requires_grad_(True)
+    log.info(f"projecting the image into the latent space: {steps} steps of gradient descent")
     bar = _progress_bar(steps) if progress else None
     w, history = _descend(net, goal, w_mean, maps, feature_distance, steps, lr, w_spread, seed, bar)
     with torch.no_grad():

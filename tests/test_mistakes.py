@@ -1,0 +1,98 @@
+"""User mistakes: each is one line naming the value and what to do, exit code 2 on the CLI."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import ganforge
+from ganforge.api import evaluate_run
+from ganforge.cli import main
+from ganforge.errors import UserError
+
+QUIET = {"train.progress": False, "train.tensorboard": False, "train.checkpoint_every": 1}
+TRAIN = ["train", "dcgan", "--preset", "tiny", "--dataset", "digits", "--steps", "1"]
+TRAIN += ["--set", "train.progress=false", "--set", "train.tensorboard=false"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("runs")
+    made = {}
+    for family in ("dcgan", "cgan"):
+        out = root / family
+        ganforge.train(family, preset="tiny", dataset="digits", steps=1, batch_size=8, out=out,
+                       overrides=QUIET)  # fmt: skip
+        made[family] = out
+    return made
+
+
+def _refused(argv: list[str], capsys) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err  # one line, no traceback
+    return err
+
+
+def test_cli_mistakes_are_one_line_each(tmp_path, runs, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    binary = tmp_path / "settings.yaml"
+    binary.write_bytes(bytes(range(128, 256)))
+    cases = [
+        ([*TRAIN, "--out", str(afile)], "is a file, not a folder"),
+        ([*TRAIN, "--out", str(afile / "run")], "afile/run"),
+        ([*TRAIN, "--set", "betas=[0.5, 1.5]", "--out", str(tmp_path / "b")], "[0.5, 1.5]"),
+        ([*TRAIN, "--set", "betas=[0.5,", "--out", str(tmp_path / "y")], "not a well-formed list"),
+        ([*TRAIN, "--set", "d_dropout=1.5", "--out", str(tmp_path / "d")], "1.5 for d_dropout"),
+        (["summary", "cgan", "--classes", "-3"], "--classes -3"),
+        ([*TRAIN, "--config", str(folder), "--out", str(tmp_path / "f")], "is a folder"),
+        ([*TRAIN, "--config", str(binary), "--out", str(tmp_path / "t")], "is not text"),
+        (["sample", str(runs["dcgan"]), "--n", "4", "--out", str(folder)], "is a folder"),
+        (["sample", str(runs["dcgan"]), "--out", str(afile / "x.png")], "which is a file"),
+    ]
+    for argv, said in cases:
+        assert said in _refused(argv, capsys), argv
+    assert list(folder.iterdir()) == [] and afile.read_text() == "mine"  # nothing written
+
+
+def test_a_seed_beyond_64_bits_is_refused_by_the_parser_and_the_config(tmp_path, capsys):
+    with pytest.raises(SystemExit) as refused:
+        main([*TRAIN, "--seed", str(2**64 + 1), "--out", str(tmp_path / "s")])
+    assert refused.value.code == 2
+    assert f"use a seed from 0 to 2^32 - 1, got {2**64 + 1}" in capsys.readouterr().err
+    with pytest.raises(UserError, match="for train.seed"):
+        ganforge.train("dcgan", preset="tiny", dataset="digits", seed=2**64, out=tmp_path / "p")
+    with pytest.raises(UserError, match=f"--seed {2**32}: use a seed from 0 to 2"):
+        evaluate_run(fake=str(tmp_path / "none.npz"), dataset="digits", seed=2**32)
+
+
+@pytest.mark.parametrize(
+    ("family", "kwargs", "said"),
+    [
+        ("dcgan", {"n": "8"}, "n must be a whole number of images, got '8'"),
+        ("dcgan", {"n": 2.5}, "got 2.5"),
+        ("dcgan", {"n": True}, "got True"),
+        ("cgan", {"n": 4, "labels": "3"}, "got '3'"),
+        ("cgan", {"n": 4, "labels": True}, "got True"),
+        ("cgan", {"n": 2, "labels": [1.0, 2.5]}, "got [1.0, 2.5]"),
+        ("cgan", {"n": 2, "labels": torch.tensor([1.5, 2.0])}, "got torch.float32 values"),
+        ("dcgan", {"z": torch.full((2, 16), float("nan"))}, "NaN or infinite"),
+        ("dcgan", {"n": 2, "noise_mode": "foo"}, "unknown noise mode 'foo'"),
+    ],
+)
+def test_generate_refuses_arguments_of_the_wrong_kind(runs, family, kwargs, said):
+    model = ganforge.load(runs[family])
+    with pytest.raises(UserError) as refused:
+        model.generate(**kwargs)
+    assert said in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_generate_still_takes_the_right_kinds(runs):
+    model = ganforge.load(runs["cgan"])
+    for labels in (3, [1, 2, 3], torch.tensor([1, 2, 3]), None):
+        assert model.generate(3, labels=labels, seed=0).shape == (3, 1, 28, 28)
+    # tiny dcgan draws 16-dimensional z
+    assert ganforge.load(runs["dcgan"]).generate(z=torch.zeros(2, 16)).shape == (2, 1, 28, 28)
