@@ -21,6 +21,7 @@ from ._version import __version__
 _LAZY = {
     "LoadedModel": "api",
     "create_model": "api",
+    "export": "api",
     "list_models": "api",
     "load": "api",
     "train": "api",
@@ -36,6 +37,7 @@ __all__ = [
     "UserError",
     "__version__",
     "create_model",
+    "export",
     "interpolate",
     "list_models",
     "load",
@@ -46,7 +48,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # type checkers and IDEs see the names without the lazy lookup
-    from .api import LoadedModel, create_model, list_models, load, train
+    from .api import LoadedModel, create_model, export, list_models, load, train
     from .errors import UserError
     from .images import save_grid
     from .tools.latent import interpolate, project, style_mix

@@ -380,12 +380,22 @@ class LoadedModel:
 
 def load(run_dir: str | Path, *, checkpoint: str | None = None, device: str = "cpu") -> LoadedModel:
     """Load the newest good checkpoint of a run (or ``checkpoint``, a step folder's name or
-    path).  Only tensors and JSON are read: nothing stored in the run is executed."""
+    path), or a folder `export` wrote.  Only tensors and JSON are read: nothing stored in the
+    run is executed."""
     from .engine.trainer import resolve_device
+    from .tools.export import is_export, read_export
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run folder '{run_dir}' does not exist")
+    if is_export(run_dir):  # a folder `ganforge export` wrote: its generator only
+        if checkpoint:
+            raise UserError(
+                f"'{run_dir}' is an exported model without checkpoints; drop --checkpoint"
+            )
+        cfg, spec, model, step = read_export(run_dir)
+        model.to(resolve_device(device)).eval()
+        return LoadedModel(model=model, config=cfg, spec=spec, step=step, path=run_dir)
     built: dict[str, Any] = {}
 
     def build(ckpt: Checkpoint) -> None:  # a checkpoint whose tensors do not fit: ValueError
@@ -540,6 +550,63 @@ def write_samples(
     path = _output_file(out, run, "samples", f"sample-seed{seed}.png")
     save_grid(images, path, nrow=nrow)
     return path, g.path
+
+
+SEED_IMAGES_LIMIT = 100_000  # seeds one `sample --seeds` call draws; an npz holds them all
+
+
+def write_seed_images(
+    run: str | Path,
+    seeds: str,
+    outdir: str | Path,
+    *,
+    fmt: str = "png",
+    label: int | None = None,
+    truncation: float = 1.0,
+    noise_mode: str = "const",
+    checkpoint: str | None = None,
+    device: str = "cpu",
+) -> tuple[list[Path], Path]:
+    """One image per seed of ``seeds`` (``"0-99"``, ``"1,5,9"``), seed ``s`` drawn as
+    ``generate(1, seed=s)``: ``fmt`` "png" writes ``OUTDIR/seed0007.png`` each, "npz" one
+    ``OUTDIR/images.npz`` (``images`` uint8 ``[N, H, W, C]``, ``seeds`` int64 ``[N]``, what
+    ``ganforge eval --fake`` reads).  Files already there are never replaced.  Returns the
+    files written and the checkpoint."""
+    import numpy as np
+
+    from .images import save_image, to_uint8
+
+    order = parse_int_list(seeds, "--seeds")
+    if len(order) > SEED_IMAGES_LIMIT or max(order) >= 2**32:
+        raise UserError(
+            f"--seeds {seeds!r}: use at most {SEED_IMAGES_LIMIT:,} seeds from 0 to 2^32 - 1 "
+            "(split a larger set over several calls)"
+        )
+    if fmt not in ("png", "npz"):
+        raise UserError(f"--format {fmt!r}: use png or npz")
+    folder = Path(outdir)
+    names = [f"seed{s:04d}.png" for s in order] if fmt == "png" else ["images.npz"]
+    targets = [folder / name for name in dict.fromkeys(names)]
+    taken = next((t for t in targets if t.exists()), None)
+    if taken is not None:
+        raise UserError(f"'{taken}' already exists; choose a new --outdir (never overwritten)")
+    g = load(run, checkpoint=checkpoint, device=device)
+    if g.model.task.kind != "noise":
+        raise UserError(f"--seeds draws images from noise; '{run}' is an image-to-image model")
+    arrays = []
+    for s in dict.fromkeys(order):  # one image at a time: memory stays flat for any count
+        image = to_uint8(
+            g.generate(1, labels=label, seed=s, truncation=truncation, noise_mode=noise_mode)
+        )[0]
+        if fmt == "png":
+            save_image(image, folder / f"seed{s:04d}.png")
+        else:
+            arrays.append(image)
+    if fmt == "npz":
+        folder.mkdir(parents=True, exist_ok=True)
+        kept = np.asarray(list(dict.fromkeys(order)), dtype=np.int64)
+        np.savez(targets[0], images=np.stack(arrays), seeds=kept)
+    return targets, g.path
 
 
 def _preview_batch(g: LoadedModel, n: int) -> dict[str, torch.Tensor]:
@@ -697,6 +764,27 @@ def write_projection(
     }
     save_file(tensors, str(folder / "latent.safetensors"), metadata=meta)
     return folder, result
+
+
+def export(run: str | Path, out: str | Path, *, checkpoint: str | None = None, n: int = 64) -> Path:
+    """Write ``out``, a folder others use without the run: ``model.safetensors`` (the tensors
+    of the generator, EMA when kept), ``config.json``, a ``README.md`` model card and a grid
+    of ``n`` samples (seed 0).  ``ganforge.load(out)`` loads it.  An existing non-empty
+    ``out`` is refused; nothing is written there until the export is whole."""
+    from .tools.export import write_export
+
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(
+            f"'{out}' already exists and is not empty; choose a new folder to export to"
+        )
+    g = load(run, checkpoint=checkpoint)
+    if g.model.task.kind != "noise":
+        grid, nrow = g.model.preview(n, 0, _preview_batch(g, n))
+    else:
+        nrow = g.spec.num_classes if g.model.task.labels else None
+        grid = g.generate(n, seed=0)
+    return write_export(g.model, g.config, g.spec, g.step, Path(run), out, grid, nrow)
 
 
 def import_network(kind: str, file: str | Path, out: str | Path) -> Path:

@@ -258,6 +258,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="style-based models' per-pixel noise (default: const, repeatable)",
     )
     p.add_argument("--out", help="output PNG (default: RUN/samples/sample-seed<S>.png)")
+    p.add_argument(
+        "--seeds",
+        help="one image per seed instead of a grid, e.g. 0-99 or 1,5,9 (needs --outdir)",
+    )
+    p.add_argument("--outdir", help="with --seeds: the folder for seedNNNN.png / images.npz")
+    p.add_argument(
+        "--format",
+        default="png",
+        choices=["png", "npz"],
+        help="with --seeds: png files (default) or one images.npz",
+    )
     p.add_argument("--device", default="cpu", help="cpu (default) | cuda | auto")
     p = sub.add_parser(
         "eval",
@@ -313,6 +324,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", choices=["stylegan2"], help="stylegan2: a StyleGAN2-ADA PyTorch .pkl")
     p.add_argument("file", help="the network file, e.g. network-snapshot-025000.pkl")
     p.add_argument("--out", required=True, help="the new run folder (never overwritten)")
+
+    p = sub.add_parser(
+        "export",
+        help="write a run's generator, config and model card into a folder to hand on",
+        description="The folder holds model.safetensors (the EMA generator only), config.json "
+        "and README.md; ganforge.load(DIR) and the commands that take RUN (sample, ...) read it.",
+    )
+    p.add_argument("run", help="run folder")
+    p.add_argument("dir", help="the new folder (refused when it exists and is not empty)")
+    p.add_argument("--checkpoint", help="export this step folder instead of the newest")
 
     _add_latent_parsers(sub)
 
@@ -484,6 +505,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_sample(args: argparse.Namespace) -> None:
     from .api import write_code_sweep, write_samples
 
+    if args.seeds is not None or args.outdir is not None:
+        _sample_seeds(args)
+        return
     where = {"checkpoint": args.checkpoint, "device": args.device, "out": args.out}
     if args.vary:
         out, source = write_code_sweep(args.run, args.vary, n=args.n, seed=args.seed, **where)
@@ -499,6 +523,27 @@ def cmd_sample(args: argparse.Namespace) -> None:
         **where,
     )
     print(f"wrote the sample grid {out} from {source}")
+
+
+def _sample_seeds(args: argparse.Namespace) -> None:
+    from .api import write_seed_images
+
+    if args.seeds is None or args.outdir is None:
+        raise UserError("--seeds and --outdir go together, e.g. --seeds 0-99 --outdir out/")
+    if args.out is not None or args.vary is not None:
+        raise UserError("--seeds writes one image per seed into --outdir; drop --out and --vary")
+    written, source = write_seed_images(
+        args.run,
+        args.seeds,
+        args.outdir,
+        fmt=args.format,
+        label=args.label,
+        truncation=args.truncation,
+        noise_mode=args.noise_mode,
+        checkpoint=args.checkpoint,
+        device=args.device,
+    )
+    print(f"wrote {len(written)} file(s) from {source} to {args.outdir}")
 
 
 def cmd_interpolate(args: argparse.Namespace) -> None:
@@ -582,6 +627,13 @@ def cmd_import(args: argparse.Namespace) -> None:
     print(f"imported {args.file} as a {args.kind} run in {out}")
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from .api import export
+
+    out = export(args.run, args.dir, checkpoint=args.checkpoint)
+    print(f"exported {args.run} to {out}")
+
+
 COMMANDS = {
     "list": cmd_list,
     "summary": cmd_summary,
@@ -590,6 +642,7 @@ COMMANDS = {
     "eval": cmd_eval,
     "features": cmd_features,
     "import": cmd_import,
+    "export": cmd_export,
     "interpolate": cmd_interpolate,
     "mix": cmd_mix,
     "project": cmd_project,
