@@ -46,9 +46,31 @@ FAMILIES = [
     "stylegan2",
     "cyclegan",
     "cyclegan-noidt",
+    "pix2pix",
+    "pix2pix-l1",
+    "context-encoder",
+    "context-encoder-l2",
+    "srresnet",
+    "srgan",
 ]
 #: rows that train a family with settings of their own: the paper's ablation without identity
-VARIANTS = {"cyclegan-noidt": ("cyclegan", {"lambda_identity": 0.0})}
+VARIANTS = {
+    "cyclegan-noidt": ("cyclegan", {"lambda_identity": 0.0}),
+    # the reconstruction loss alone, the same generator and budget (the papers' ablations)
+    "pix2pix-l1": ("pix2pix", {"lambda_gan": 0.0}),
+    "context-encoder-l2": ("context-encoder", {"adv_weight": 0.0}),
+    # SRGAN's first phase on its own: SRResNet, trained with MSE for the whole budget
+    "srresnet": ("srgan", {"adv_weight": 0.0}),
+}
+#: image-conditioned families: their task, the metrics evaluate_run scores (with the task's
+#: floor beside them) and the border cropped before the super-resolution figures
+IMAGE_TASKS = {"pix2pix": "paired", "context-encoder": "masked", "srgan": "lowres"}
+IMAGE_METRICS = {
+    "paired": "l1,psnr,ssim,fid,kid",
+    "masked": "l1_masked,psnr_masked,fid,kid",
+    "lowres": "psnr,ssim,fid,kid",
+}
+SR_BORDER = 4  # pixels cropped from each side before PSNR/SSIM: the factor, as SR papers do
 #: unpaired translation: what each direction should turn its inputs into (fmnist-shoes: A is
 #: sneakers, class 7; B ankle boots, class 9)
 TRANSLATION = {"cyclegan": {"a2b": 9, "b2a": 7}}
@@ -58,7 +80,7 @@ TRUNCATION_SWEEP = {"stylegan2": (1.0, 0.7, 0.5)}
 
 #: families whose preset's step count carries a schedule (the learning rate decays to zero at
 #: its end): they train to it, or until the budget runs out if that comes first
-SCHEDULED = {"cyclegan"}
+SCHEDULED = {"cyclegan", "pix2pix", "context-encoder", "srgan"}
 
 
 def train(family: str, budget_s: float, out: Path, seed: int) -> Path:
@@ -167,8 +189,65 @@ def translation_measures(family: str, run: Path) -> dict:
     return row
 
 
+@torch.no_grad()
+def image_task_measures(base: str, run: Path, n: int) -> dict:
+    """An image-conditioned family on its test split: the task's metrics with their floor
+    (`evaluate_run`), how often the domain classifier gives an output the class of its source
+    image, and for super-resolution PSNR/SSIM with the border cropped."""
+    from ganforge.metrics import pixels
+    from ganforge.metrics.image_tasks import collect
+
+    kind = IMAGE_TASKS[base]
+    report = evaluate_run(run, metrics=IMAGE_METRICS[kind], n=n, out=run / "eval.json")
+    loaded = ganforge.load(run)
+    model, data = loaded.model, loaded.config.data
+    test = load_dataset(
+        data.name,
+        split="test",
+        resolution=model.resolution,
+        channels=model.spec.channels,
+        options=data.task_options(),
+    )
+    count = min(n, len(test))
+    sets = collect(model, test, count, seed=0)
+    net, record = build_domain_network("fmnist")
+    row: dict = {
+        "task": kind,
+        "n": count,
+        "metrics": report["metrics"],
+        "floor": report["floor"],
+        "features": record["hash"],
+    }
+    labels = getattr(test, "labels", None)
+    if labels is not None and count == len(test):  # collect keeps the order when n is all
+        for name, images in (("output", sets["outputs"]), ("floor", sets["floor"])):
+            predicted = torch.from_numpy(extract(net, images).probs.argmax(1))
+            row[f"{name}_class_agreement"] = float((predicted == labels[:count]).double().mean())
+    if kind == "lowres":
+        b = SR_BORDER
+
+        def crop(x: torch.Tensor) -> torch.Tensor:
+            return x[..., b:-b, b:-b].double().div(127.5).sub(1.0)
+
+        target = crop(sets["targets"])
+        for name in ("outputs", "floor"):
+            out = crop(sets[name])
+            row[f"{name}_cropped"] = {
+                "psnr": float(pixels.psnr(out, target).mean()),
+                "ssim": float(pixels.ssim(out, target).mean()),
+            }
+        row["border"] = b
+    content = getattr(model, "content_description", None)
+    if content is not None:
+        row["content"] = content() if callable(content) else content
+    return row
+
+
 def measure(family: str, run: Path, n: int) -> dict:
     base = VARIANTS.get(family, (family,))[0]
+    if base in IMAGE_TASKS:
+        steps = max(int(p.name.split("-")[1]) for p in (run / "checkpoints").glob("step-*"))
+        return {"family": family, "steps": steps, "image_task": image_task_measures(base, run, n)}
     if base in TRANSLATION:
         steps = max(int(p.name.split("-")[1]) for p in (run / "checkpoints").glob("step-*"))
         return {"family": family, "steps": steps, "translation": translation_measures(base, run)}
@@ -260,11 +339,114 @@ def translation_markdown(rows: list[dict], budget_min: float) -> list[str]:
     return lines
 
 
+#: per task: the section's title, what its rows measure, and the table's columns (label, key
+#: in the row's "image_task" figures, format)
+IMAGE_SECTIONS = {
+    "paired": (
+        "Paired translation: edge maps -> garments",
+        "`pix2pix` on `fmnist-edges` (the Sobel edge map of each Fashion-MNIST garment as the "
+        "input, the garment as the target), beside the same U-Net trained with L1 alone "
+        "(`lambda_gan=0`, no discriminator). Scored on the 10,000 test pairs: L1, PSNR and SSIM "
+        "of the outputs against their targets, FID/KID of the outputs against the targets, and "
+        "*class agreement*: how often the domain classifier puts an output in the class of the "
+        "garment its edge map came from. The floor: the edge map itself.",
+        [
+            ("L1", "l1", ".3f"),
+            ("PSNR (dB)", "psnr", ".2f"),
+            ("SSIM", "ssim", ".3f"),
+            ("FID", "fid", ".2f"),
+            ("KID", "kid", ".4f"),
+            ("class agreement", "class_agreement", ".3f"),
+        ],
+    ),
+    "masked": (
+        "Inpainting: a 16 px centre hole",
+        "`context-encoder` on `masked:fmnist` at 32 px with the 16 x 16 centre hole, beside the "
+        "same network trained with L2 alone (`adv_weight=0`, no discriminator). Scored on the "
+        "10,000 test images: L1 and PSNR inside the hole, FID/KID of the completed images "
+        "against the originals, and class agreement. The floor: the hole filled with the mean of "
+        "the known pixels.",
+        [
+            ("L1 (hole)", "l1_masked", ".3f"),
+            ("PSNR (hole, dB)", "psnr_masked", ".2f"),
+            ("FID", "fid", ".2f"),
+            ("KID", "kid", ".4f"),
+            ("class agreement", "class_agreement", ".3f"),
+        ],
+    ),
+    "lowres": (
+        "Super-resolution: x4, 7 -> 28 px",
+        "`srgan` on `lowres:fmnist` (each 28 px test image box-filtered to 7 px), beside "
+        "SRResNet, the same generator trained with MSE alone for the whole budget "
+        "(`adv_weight=0`). PSNR and SSIM with 4 pixels (the factor) cropped from each border, "
+        "as super-resolution papers report them; FID/KID of the outputs against the originals; "
+        "class agreement. The bicubic upscale of the input is the first row.",
+        [
+            ("PSNR (dB, crop 4)", "psnr_cropped", ".2f"),
+            ("SSIM (crop 4)", "ssim_cropped", ".3f"),
+            ("FID", "fid", ".2f"),
+            ("KID", "kid", ".4f"),
+            ("class agreement", "class_agreement", ".3f"),
+        ],
+    ),
+}
+
+
+def _image_value(t: dict, key: str, floor: bool) -> float | None:
+    if key.endswith("_cropped"):
+        part = t.get("floor_cropped" if floor else "outputs_cropped")
+        return None if part is None else part[key.removesuffix("_cropped")]
+    if key == "class_agreement":
+        return t.get("floor_class_agreement" if floor else "output_class_agreement")
+    figures = t["floor"]["metrics"] if floor else t["metrics"]
+    return figures.get(key)
+
+
+def image_task_markdown(rows: list[dict], budget_min: float) -> list[str]:
+    """One table per image-conditioned task: each run and the task's floor."""
+    lines: list[str] = []
+    for kind, (title, text, columns) in IMAGE_SECTIONS.items():
+        runs = [r for r in rows if r["image_task"]["task"] == kind]
+        if not runs:
+            continue
+        lines += [
+            "",
+            f"## {title}",
+            "",
+            f"{text} Each run trains its preset to its last step or for **{budget_min:g} CPU "
+            "minutes**, whichever comes first.",
+        ]
+        content = [r["image_task"]["content"] for r in runs if "content" in r["image_task"]]
+        if content:
+            lines += ["", f"Content loss of the adversarial phase: {content[0]}."]
+        header = "| run | steps | " + " | ".join(c[0] for c in columns) + " |"
+        lines += ["", header, "|" + "---|" * (len(columns) + 2)]
+
+        def cells(t: dict, floor: bool, columns: list = columns) -> str:
+            out = []
+            for _, key, fmt in columns:
+                value = _image_value(t, key, floor)
+                out.append("" if value is None else format(value, fmt))
+            return " | ".join(out)
+
+        first = runs[0]["image_task"]
+        lines.append(f"| floor: {first['floor']['name']} | | {cells(first, True)} |")
+        for r in runs:
+            lines.append(f"| `{r['family']}` | {r['steps']:,} | {cells(r['image_task'], False)} |")
+        lines += ["", "Preview grids (rows: input, output, target):", ""]
+        lines += [f"![{r['family']}](images/benchmarks/{r['family']}.png)" for r in runs]
+    return lines
+
+
 def markdown(rows: list[dict], budget_min: float, n: int, commands: list[str]) -> str:
     translators = [r for r in rows if "translation" in r]
-    rows = [r for r in rows if "translation" not in r]
+    imaging = [r for r in rows if "image_task" in r]
+    rows = [r for r in rows if "translation" not in r and "image_task" not in r]
     if not rows:
-        lines = ["# Quality benchmark", *translation_markdown(translators, budget_min)]
+        lines = ["# Quality benchmark"]
+        if translators:
+            lines += translation_markdown(translators, budget_min)
+        lines += image_task_markdown(imaging, budget_min)
         return "\n".join([*lines, "", "To reproduce:", "", "```bash", *commands, "```", ""])
     base = rows[0]["real_vs_real"]
     lines = [
@@ -324,6 +506,8 @@ def markdown(rows: list[dict], budget_min: float, n: int, commands: list[str]) -
         lines += ["", f"![truncation sweep](images/benchmarks/{r['family']}-truncation.png)"]
     if translators:
         lines += translation_markdown(translators, budget_min)
+    if imaging:
+        lines += image_task_markdown(imaging, budget_min)
     lines += ["", "To reproduce:", "", "```bash", *commands, "```", ""]
     return "\n".join(lines)
 

@@ -49,17 +49,19 @@ def matmul_peak_gflops(n: int = 2048, reps: int = 20) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - start) / 1e9
 
 
-def synthetic_data(resolution: int, n: int = 4096, task: str = "plain"):
+def synthetic_data(resolution: int, n: int = 4096, task: str = "plain", cfg=None):
     """Random uint8 images in memory, as the family's data task holds them (``unpaired``: two
-    halves as the domains)."""
+    halves as the domains; ``paired``: the halves as inputs and targets; ``masked`` and
+    ``lowres``: the run's mask kind and factor around the plain images)."""
     from ganforge.data import DataSpec, ImageDataset
+    from ganforge.data.tasks import LowresDataset, MaskedDataset, PairedDataset, UnpairedDataset
 
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n, 1, resolution, resolution), generator=gen, dtype=torch.uint8)
     if task == "unpaired":
-        from ganforge.data.tasks import UnpairedDataset
-
         return UnpairedDataset(images[: n // 2], images[n // 2 :], "synthetic")
+    if task == "paired":
+        return PairedDataset(images[: n // 2], images[n // 2 :], "synthetic")
     spec = DataSpec(
         channels=1,
         resolution=resolution,
@@ -67,7 +69,13 @@ def synthetic_data(resolution: int, n: int = 4096, task: str = "plain"):
         class_names=tuple(str(i) for i in range(10)),
         name="synthetic",
     )
-    return ImageDataset(images, torch.arange(n) % 10, spec)
+    plain = ImageDataset(images, torch.arange(n) % 10, spec)
+    data = cfg.data if cfg is not None else None
+    if task == "masked":
+        return MaskedDataset(plain, (data and data.mask) or "center", "masked:synthetic")
+    if task == "lowres":
+        return LowresDataset(plain, (data and data.factor) or 4, "lowres:synthetic")
+    return plain
 
 
 def bench_family(model: str, preset: str | None, batch: int, steps: int) -> dict:
@@ -88,7 +96,7 @@ def bench_family(model: str, preset: str | None, batch: int, steps: int) -> dict
     with tempfile.TemporaryDirectory() as tmp:
         cfg, run_dir = resolve_run(model, preset=preset, overrides=overrides, out=Path(tmp) / "r")
         task = trainer_task(model, cfg)
-        data = synthetic_data(cfg.family.resolution, task=task)
+        data = synthetic_data(cfg.family.resolution, task=task, cfg=cfg)
         trainer = Trainer(cfg, run_dir, data=data)
         # timed far into training: past any growth schedule (progan runs at full size), and a
         # multiple of the lazy regularizers' intervals
@@ -141,9 +149,16 @@ def output_function(m, data, batch: int):
     if m.task.kind == "noise":
         return lambda: m.generate(batch)
     inputs = data.batch(torch.arange(batch))
-    if m.task.kind == "unpaired":
+    kind = m.task.kind
+    if kind == "unpaired":
         return lambda: m.translate(inputs["image_a"], direction="a2b")
-    raise NotImplementedError(f"no output timing for {m.task.kind} families yet")
+    if kind == "paired":
+        return lambda: m.translate(inputs["cond_image"])
+    if kind == "masked":
+        return lambda: m.inpaint(inputs["cond_image"], inputs["mask"])
+    if kind == "lowres":
+        return lambda: m.upscale(inputs["cond_image"])
+    raise NotImplementedError(f"no output timing for {kind} families yet")
 
 
 class _RefG(nn.Module):

@@ -9,6 +9,7 @@ from conftest import make_dataset
 
 from ganforge.config import build_config
 from ganforge.data import DataSpec, UnpairedDataset
+from ganforge.data.tasks import LowresDataset, MaskedDataset, PairedDataset
 from ganforge.models import get_family
 
 CLASSES = 10
@@ -18,13 +19,20 @@ def tiny_spec(name: str) -> DataSpec:
     """The data spec a family's tiny preset trains on: 1 channel, its resolution, 10 classes."""
     cfg = build_config(name, "tiny")
     task = get_family(name).task_for(cfg.family)
+    r = cfg.family.resolution
+    cond = {}
+    if task.data in ("paired", "masked"):
+        cond = {"cond_channels": 1, "cond_resolution": r}
+    elif task.data == "lowres":
+        cond = {"cond_channels": 1, "cond_resolution": r // (cfg.data.factor or 4)}
     return DataSpec(
         channels=1,
-        resolution=cfg.family.resolution,
+        resolution=r,
         num_classes=CLASSES,
         class_names=tuple(str(i) for i in range(CLASSES)),
         name="synthetic",
         task=task.data,
+        **cond,
     )
 
 
@@ -70,4 +78,11 @@ def tiny_data(name: str, n: int = 32):
 
     if spec.task == "unpaired":
         return UnpairedDataset(images(), images(), "synthetic")
+    plain = make_dataset(n=n, resolution=spec.resolution, channels=spec.channels)
+    if spec.task == "paired":
+        return PairedDataset(images(), images(), "synthetic")
+    if spec.task == "masked":
+        return MaskedDataset(plain, "center", "masked:synthetic")
+    if spec.task == "lowres":
+        return LowresDataset(plain, spec.resolution // spec.cond_resolution, "lowres:synthetic")
     raise NotImplementedError(f"no tiny data for the {spec.task} task yet; add it here")

@@ -372,10 +372,22 @@ class LoadedModel:
     def eval_outputs(self, batch: dict[str, torch.Tensor], **options: Any):
         return self.model.eval_outputs(batch, **options)
 
-    def translate(self, images: torch.Tensor, *, direction: str | None = None) -> torch.Tensor:
+    def translate(
+        self, images: torch.Tensor, *, direction: str | None = None, **options: Any
+    ) -> torch.Tensor:
         """Image-to-image models: ``images [N, C, H, W]`` in [-1, 1] translated, the same
-        shape (cyclegan: ``direction`` "a2b", the default, or "b2a"; see `GANModel.translate`)."""
-        return self.model.translate(images, direction=direction)
+        size (cyclegan: ``direction`` "a2b", the default, or "b2a"; pix2pix: ``seed`` of its
+        test-time dropout; see each family's ``translate``)."""
+        return self.model.translate(images, direction=direction, **options)
+
+    def inpaint(self, images: torch.Tensor, masks: torch.Tensor, **options: Any) -> torch.Tensor:
+        """Inpainting models: ``images [N, C, H, W]`` in [-1, 1] with the holes of ``masks``
+        ``[N, 1, H, W]`` (1 = hole) filled, the known pixels kept."""
+        return self.model.inpaint(images, masks, **options)
+
+    def upscale(self, images: torch.Tensor, **options: Any) -> torch.Tensor:
+        """Super-resolution models: ``images [N, C, H, W]`` in [-1, 1] -> ``[N, C, fH, fW]``."""
+        return self.model.upscale(images, **options)
 
 
 def load(run_dir: str | Path, *, checkpoint: str | None = None, device: str = "cpu") -> LoadedModel:
@@ -861,7 +873,7 @@ def check_direction(model: GANModel, direction: str | None) -> None:
     if kind not in ("paired", "unpaired"):
         raise UserError(
             f"model '{name}' makes images from {kind}, it does not translate images; use an "
-            "image-to-image model (cyclegan)"
+            "image-to-image model (pix2pix, cyclegan)"
         )
     if kind == "paired" and direction is not None:
         raise UserError(
@@ -900,6 +912,48 @@ def _read_image(path: Path, channels: int, size: int | None, warn) -> torch.Tens
     return torch.from_numpy(np.array(array)).float().div(127.5).sub(1.0)  # a writable copy
 
 
+def _plan_outputs(
+    paths: list[Path], out: str | Path | None, run: str | Path, default: str, verb: str
+) -> list[Path]:
+    """``OUT/<stem>.png`` for each input, refused (before anything is read or written) when an
+    input is missing, two inputs would land on one file, or an output would overwrite its
+    input."""
+    if not paths:
+        raise UserError(f"no images to {verb}; give one or more image files")
+    for path in paths:
+        if not path.is_file():
+            raise UserError(f"image '{path}' does not exist; give image files (PNG, JPEG, ...)")
+    folder = _output(out, run, default)
+    targets = [folder / f"{p.stem}.png" for p in paths]
+    seen: dict[Path, Path] = {}
+    for source, target in zip(paths, targets, strict=True):
+        if target in seen:
+            raise UserError(
+                f"'{seen[target]}' and '{source}' would both be written to '{target}'; "
+                f"{verb} them in separate calls with different --out folders"
+            )
+        if target.resolve() == source.resolve():
+            raise UserError(
+                f"writing '{source}' into --out '{folder}' would overwrite it; "
+                "choose another --out folder"
+            )
+        seen[target] = source
+    return targets
+
+
+def _note_padding(model: GANModel, source: Path, x: torch.Tensor, warn) -> None:
+    valid = getattr(model, "valid_size", None)
+    if valid is not None and valid(*x.shape[-2:]) != tuple(x.shape[-2:]):
+        h, w = x.shape[-2:]
+        ph, pw = valid(h, w)
+        warn(f"note: '{source}' is {w}x{h}; padded to {pw}x{ph} for the network, cropped back")
+
+
+def _input_channels(g: LoadedModel) -> int:
+    """The channels an image-conditioned model takes (an edge map may have fewer)."""
+    return g.spec.cond_channels or g.spec.channels
+
+
 def translate_files(
     run: str | Path,
     images: list[str | Path],
@@ -922,34 +976,142 @@ def translate_files(
 
     warn = warn or (lambda message: print(message, file=sys.stderr))
     paths = [Path(p) for p in images]
-    if not paths:
-        raise UserError("no images to translate; give one or more image files")
-    for path in paths:  # before anything is written
-        if not path.is_file():
-            raise UserError(f"image '{path}' does not exist; give image files (PNG, JPEG, ...)")
-    folder = _output(out, run, "translations")
-    targets = [folder / f"{p.stem}.png" for p in paths]
-    seen: dict[Path, Path] = {}
-    for source, target in zip(paths, targets, strict=True):
-        if target in seen:
-            raise UserError(
-                f"'{seen[target]}' and '{source}' would both be written to '{target}'; "
-                "translate them in separate calls with different --out folders"
-            )
-        if target.resolve() == source.resolve():
-            raise UserError(
-                f"translating '{source}' into --out '{folder}' would overwrite it; "
-                "choose another --out folder"
-            )
-        seen[target] = source
+    targets = _plan_outputs(paths, out, run, "translations", "translate")
     g = load(run, checkpoint=checkpoint, device=device)
     check_direction(g.model, direction)
     for source, target in zip(paths, targets, strict=True):
-        x = _read_image(source, g.spec.channels, size, warn)
-        valid = getattr(g.model, "valid_size", None)
-        if valid is not None and valid(*x.shape[-2:]) != tuple(x.shape[-2:]):
-            h, w = x.shape[-2:]
-            ph, pw = valid(h, w)
-            warn(f"note: '{source}' is {w}x{h}; padded to {pw}x{ph} for the network, cropped back")
+        x = _read_image(source, _input_channels(g), size, warn)
+        _note_padding(g.model, source, x, warn)
         save_image(to_uint8(g.translate(x, direction=direction))[0], target)
+    return targets, g.path
+
+
+def _needs(model: GANModel, kind: str, verb: str, examples: str) -> None:
+    if model.task.kind != kind:
+        name = type(model).__name__.lower()
+        raise UserError(
+            f"model '{name}' makes images from {model.task.kind}, it does not {verb} images; "
+            f"use a {kind} model ({examples})"
+        )
+
+
+def parse_box(text: str) -> tuple[int, int, int, int]:
+    """``"Y,X,H,W"`` (top, left, height, width in pixels) -> four ints, or a `UserError`."""
+    parts = text.split(",")
+    try:
+        y, x, h, w = (int(v) for v in parts)
+    except ValueError:
+        raise UserError(
+            f"--box {text!r}: give the hole as Y,X,H,W (top, left, height, width in pixels), "
+            "e.g. --box 8,8,12,12"
+        ) from None
+    if y < 0 or x < 0 or h < 1 or w < 1:
+        raise UserError(f"--box {text!r}: Y and X must be 0 or more, H and W 1 or more")
+    return y, x, h, w
+
+
+def _read_mask(path: Path, size: tuple[int, int], image: Path) -> torch.Tensor:
+    """A mask file as float ``[1, 1, H, W]`` (1 = hole: pixels brighter than mid-gray)."""
+    import numpy as np
+
+    from .data.sources import open_image
+
+    mask = open_image(path).convert("L")
+    if (mask.size[1], mask.size[0]) != size:
+        raise UserError(
+            f"mask '{path}' is {mask.size[0]}x{mask.size[1]} but image '{image}' is "
+            f"{size[1]}x{size[0]}; give a mask of the image's size (white = hole)"
+        )
+    return torch.from_numpy(np.asarray(mask) > 127).float()[None, None]
+
+
+def _box_mask(box: tuple[int, int, int, int], size: tuple[int, int], image: Path, text: str):
+    y, x, h, w = box
+    if y + h > size[0] or x + w > size[1]:
+        raise UserError(
+            f"--box {text} reaches past the {size[1]}x{size[0]} image '{image}' (rows {y} to "
+            f"{y + h - 1}, columns {x} to {x + w - 1}); give a hole inside the image"
+        )
+    mask = torch.zeros(1, 1, *size)
+    mask[..., y : y + h, x : x + w] = 1.0
+    return mask
+
+
+def check_mask(mask: torch.Tensor, what: str) -> None:
+    """Refuse a hole of no pixels or of every pixel (nothing to fill / nothing to fill from)."""
+    holes = int((mask > 0.5).sum())
+    if holes == 0:
+        raise UserError(f"{what} has no hole (no white pixels); mark the region to fill in white")
+    if holes == mask.numel():
+        raise UserError(
+            f"{what} covers the whole image; leave some of it known (black) to fill from"
+        )
+
+
+def inpaint_files(
+    run: str | Path,
+    images: list[str | Path],
+    *,
+    mask: str | Path | None = None,
+    box: str | None = None,
+    out: str | Path | None = None,
+    checkpoint: str | None = None,
+    device: str = "cpu",
+    warn=None,
+) -> tuple[list[Path], Path]:
+    """Fill a hole in image files with an inpainting run and write each completed image as
+    ``OUT/<stem>.png`` (default ``RUN/inpainted``).  The hole is ``mask`` (an image of the
+    same size, white = hole) or ``box`` ``"Y,X,H,W"``, the same for every image.  Known
+    pixels are kept as they are.  Returns the files written and the checkpoint used."""
+    from .images import save_image, to_uint8
+
+    warn = warn or (lambda message: print(message, file=sys.stderr))
+    if (mask is None) == (box is None):
+        raise UserError("give the hole as --mask MASK.png or --box Y,X,H,W (one of them)")
+    if mask is not None and not Path(mask).is_file():
+        raise UserError(f"mask '{mask}' does not exist; give an image file, white = hole")
+    paths = [Path(p) for p in images]
+    targets = _plan_outputs(paths, out, run, "inpainted", "inpaint")
+    parsed = parse_box(box) if box is not None else None
+    g = load(run, checkpoint=checkpoint, device=device)
+    _needs(g.model, "masked", "inpaint", "context-encoder")
+    for source, target in zip(paths, targets, strict=True):
+        x = _read_image(source, _input_channels(g), None, warn)
+        size = (x.shape[-2], x.shape[-1])
+        if parsed is not None:
+            holes = _box_mask(parsed, size, source, box)
+            what = f"--box {box}"
+        else:
+            holes = _read_mask(Path(mask), size, source)
+            what = f"mask '{mask}'"
+        check_mask(holes, what)
+        _note_padding(g.model, source, x, warn)
+        save_image(to_uint8(g.model.inpaint(x, holes))[0], target)
+    return targets, g.path
+
+
+def upscale_files(
+    run: str | Path,
+    images: list[str | Path],
+    *,
+    out: str | Path | None = None,
+    checkpoint: str | None = None,
+    device: str = "cpu",
+    warn=None,
+) -> tuple[list[Path], Path]:
+    """Upscale image files with a super-resolution run and write each as ``OUT/<stem>.png``
+    (default ``RUN/upscaled``), the model's factor times larger.  Images too large to upscale
+    at once are done in overlapping tiles (identical in the interior).  Returns the files
+    written and the checkpoint used."""
+    from .images import save_image, to_uint8
+
+    warn = warn or (lambda message: print(message, file=sys.stderr))
+    paths = [Path(p) for p in images]
+    targets = _plan_outputs(paths, out, run, "upscaled", "upscale")
+    g = load(run, checkpoint=checkpoint, device=device)
+    _needs(g.model, "lowres", "upscale", "srgan")
+    for source, target in zip(paths, targets, strict=True):
+        x = _read_image(source, _input_channels(g), None, warn)
+        _note_padding(g.model, source, x, warn)
+        save_image(to_uint8(g.model.upscale(x))[0], target)
     return targets, g.path

@@ -339,11 +339,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "translate",
-        help="translate image files with an image-to-image model (cyclegan: A <-> B)",
+        help="translate image files with an image-to-image model (pix2pix; cyclegan: A <-> B)",
         description="Each image keeps its size (padded for the network, cropped back) and is "
         "written as a PNG of the same name into --out.",
     )
-    p.add_argument("run", help="run folder of an image-to-image model (cyclegan)")
+    p.add_argument("run", help="run folder of an image-to-image model (pix2pix, cyclegan)")
     p.add_argument("images", nargs="+", help="image files (PNG, JPEG, BMP, WebP, ...)")
     p.add_argument(
         "--direction",
@@ -353,6 +353,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--size", type=_positive_int, help="resize each image's shorter side to this first"
     )
+    _add_run_options(p)
+
+    p = sub.add_parser(
+        "inpaint",
+        help="fill a hole in image files with an inpainting model (context-encoder)",
+        description="The hole is --mask (an image of the same size, white = hole) or --box; "
+        "known pixels are kept. Each result is written as a PNG of the same name into --out.",
+    )
+    p.add_argument("run", help="run folder of an inpainting model (context-encoder)")
+    p.add_argument("images", nargs="+", help="image files (PNG, JPEG, BMP, WebP, ...)")
+    hole = p.add_mutually_exclusive_group(required=True)
+    hole.add_argument("--mask", help="mask image of the same size as each image, white = hole")
+    hole.add_argument("--box", help="the hole as Y,X,H,W: top, left, height, width in pixels")
+    p.add_argument("--out", help="output folder (default: RUN/inpainted)")
+    _add_run_options(p)
+
+    p = sub.add_parser(
+        "upscale",
+        help="upscale image files with a super-resolution model (srgan)",
+        description="Each image comes out the model's factor times larger, written as a PNG of "
+        "the same name into --out; large images are done in overlapping tiles.",
+    )
+    p.add_argument("run", help="run folder of a super-resolution model (srgan)")
+    p.add_argument("images", nargs="+", help="image files (PNG, JPEG, BMP, WebP, ...)")
+    p.add_argument("--out", help="output folder (default: RUN/upscaled)")
     _add_run_options(p)
 
     p = sub.add_parser("features", help="build the domain feature network of a data set")
@@ -620,6 +645,30 @@ def cmd_translate(args: argparse.Namespace) -> None:
     print(f"wrote {len(written)} translated images{way} from {source} to {written[0].parent}")
 
 
+def cmd_inpaint(args: argparse.Namespace) -> None:
+    from .api import inpaint_files
+
+    written, source = inpaint_files(
+        args.run,
+        args.images,
+        mask=args.mask,
+        box=args.box,
+        out=args.out,
+        checkpoint=args.checkpoint,
+        device=args.device,
+    )
+    print(f"wrote {len(written)} inpainted images from {source} to {written[0].parent}")
+
+
+def cmd_upscale(args: argparse.Namespace) -> None:
+    from .api import upscale_files
+
+    written, source = upscale_files(
+        args.run, args.images, out=args.out, checkpoint=args.checkpoint, device=args.device
+    )
+    print(f"wrote {len(written)} upscaled images from {source} to {written[0].parent}")
+
+
 def cmd_import(args: argparse.Namespace) -> None:
     from .api import import_network
 
@@ -647,6 +696,8 @@ COMMANDS = {
     "mix": cmd_mix,
     "project": cmd_project,
     "translate": cmd_translate,
+    "inpaint": cmd_inpaint,
+    "upscale": cmd_upscale,
 }
 
 

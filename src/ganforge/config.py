@@ -45,7 +45,7 @@ class DataConfig:
     download: bool = True  # where the network allows and the files are missing
     # Task options (ganforge.data.TaskOptions); None = the task's default.  Setting one for a
     # data set that does not read it is refused when the data loads.
-    mask: str | None = None  # masked:SOURCE: center (default) | boxes | strokes
+    mask: str | None = None  # masked:SOURCE: center (default) | boxes | strokes | random
     factor: int | None = None  # lowres:SOURCE: 2 | 4 (default): low-res side = resolution / factor
     direction: str | None = None  # paired data: AtoB (default: A is the input) | BtoA
     max_tokens: int | None = None  # captioned data: tokens per caption (default: the longest)
@@ -57,7 +57,12 @@ class DataConfig:
         if self.channels is not None:
             check(self.channels in (1, 3), "data.channels", self.channels, "use 1 or 3")
         if self.mask is not None:
-            check(self.mask in MASK_KINDS, "data.mask", self.mask, "use center, boxes or strokes")
+            check(
+                self.mask in MASK_KINDS,
+                "data.mask",
+                self.mask,
+                "use center, boxes, strokes or random",
+            )
         if self.factor is not None:
             check(self.factor in LOWRES_FACTORS, "data.factor", self.factor, "use 2 or 4")
         if self.direction is not None:

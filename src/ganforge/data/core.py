@@ -26,7 +26,7 @@ DATA_TASKS = ("plain", "paired", "masked", "lowres", "unpaired", "captioned")
 IMAGE_INPUT_TASKS = ("paired", "masked", "lowres")  # tasks whose batches carry a cond_image
 SPECIAL_TOKENS = ("<pad>", "<unk>")  # vocabulary entries 0 and 1 of every captioned data set
 # Task options: the values each one accepts (DataConfig checks them too).
-MASK_KINDS = ("center", "boxes", "strokes")
+MASK_KINDS = ("center", "boxes", "strokes", "random")
 LOWRES_FACTORS = (2, 4)
 DIRECTIONS = ("AtoB", "BtoA")
 
@@ -39,6 +39,9 @@ class DataSpec:
     masked, lowres) give its shape in `cond_channels` x `cond_resolution`^2 (0 otherwise; a
     lowres input is resolution // factor).  Captioned data carries its `vocab` (token id ->
     word, ids 0 and 1 are "<pad>" and "<unk>") and `max_tokens`, the length of a token row.
+    Masked data gives `mean_pixel`, the mean of its images per channel in [-1, 1] (the value
+    an inpainting model fills its holes with, as Context Encoder's mean ImageNet pixel); None
+    for other tasks and for runs saved before the field existed.
     """
 
     channels: int  # 1 or 3
@@ -51,13 +54,17 @@ class DataSpec:
     cond_resolution: int = 0  # side of cond_image; 0 when the task has none
     vocab: tuple[str, ...] = ()  # captioned only
     max_tokens: int = 0  # captioned only
+    mean_pixel: tuple[float, ...] | None = None  # masked only: per channel, in [-1, 1]
 
     def __post_init__(self) -> None:
         # Accept any sequence (a JSON list, say) but store a tuple, so the spec stays hashable.
         object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
         object.__setattr__(self, "vocab", tuple(str(w) for w in self.vocab))
+        if self.mean_pixel is not None:
+            object.__setattr__(self, "mean_pixel", tuple(float(v) for v in self.mean_pixel))
         self._check_shape()
         self._check_task()
+        self._check_mean_pixel()
 
     def _check_shape(self) -> None:
         if self.channels not in (1, 3):
@@ -91,6 +98,15 @@ class DataSpec:
         elif self.vocab or self.max_tokens:
             raise ValueError(f"DataSpec of task {self.task!r} has no captions")
 
+    def _check_mean_pixel(self) -> None:
+        mean = self.mean_pixel
+        if mean is None:
+            return
+        if len(mean) != self.channels or not all(-1.0 <= v <= 1.0 for v in mean):
+            raise ValueError(
+                f"DataSpec.mean_pixel must be {self.channels} values in [-1, 1], got {list(mean)}"
+            )
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict; `DataSpec.from_dict(spec.to_dict()) == spec`."""
         return {
@@ -104,6 +120,7 @@ class DataSpec:
             "cond_resolution": self.cond_resolution,
             "vocab": list(self.vocab),
             "max_tokens": self.max_tokens,
+            "mean_pixel": None if self.mean_pixel is None else list(self.mean_pixel),
         }
 
     @classmethod
@@ -153,7 +170,8 @@ def batch_key(seed: int, k: int) -> int:
 class TaskOptions:
     """Options of task data sets (DataConfig's fields of the same names); None = the default.
 
-    mask: masked:SOURCE's mask kind, one of MASK_KINDS (default "center").  factor: lowres:SOURCE's
+    mask: masked:SOURCE's mask kind, one of MASK_KINDS (default "center"; see
+    data/tasks.py `make_masks`).  factor: lowres:SOURCE's
     downsampling factor, 2 or 4 (default 4).  direction: paired data's "AtoB" (default: A is the
     input) or "BtoA".  max_tokens: captioned data's token row length (default: the longest
     caption of the training split; longer captions are cut).

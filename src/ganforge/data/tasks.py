@@ -10,7 +10,7 @@ Names (`ganforge list datasets`) read like today's `fmnist` and `folder:PATH`: a
 - `pairs:PATH` (paired): `A/` and `B/` with same-named files (names match without their
   extension); or `train/` and `test/`, each holding `A/` and `B/`.
 - `masked:SOURCE` (masked): any plain source with holes of kind `data.mask` (center, boxes,
-  strokes; default center).
+  strokes, random; default center); its spec carries the images' `mean_pixel`.
 - `lowres:SOURCE` (lowres): any plain source with its copy `data.factor` (2 or 4, default 4)
   times smaller.
 - `fmnist-shoes` (unpaired): A sneakers (class 7), B ankle boots (class 9).
@@ -94,6 +94,11 @@ MASK_FILL = 0.0  # value of the hole in a masked cond_image: mid-gray, the middl
 EDGE_THRESHOLD = 0.25  # Sobel magnitude (in [0, 1] intensity units, / 4) that counts as an edge
 # per-purpose salts, so the mask of item i and its domain-B draw are unrelated
 MASK_SALT, DOMAIN_SALT, CAPTION_SALT = 1, 2, 3
+# random masks (Context Encoder's train_random.lua): uniform noise on a grid of RANDOM_CELLS
+# cells across the image, upsampled bicubically and thresholded at RANDOM_DENSITY; a draw
+# whose hole covers outside RANDOM_AREA of the frame is redrawn
+RANDOM_CELLS, RANDOM_DENSITY, RANDOM_AREA = 8, 0.25, (0.2, 0.3)
+RANDOM_BATCH, RANDOM_TRIES = 8, 104
 FMNIST_SNEAKER, FMNIST_ANKLE_BOOT = 7, 9
 
 
@@ -225,11 +230,45 @@ def stroke_mask(resolution: int, gen: torch.Generator) -> torch.Tensor:
     return torch.from_numpy(np.asarray(canvas) > 0).float()[None]
 
 
+def random_mask(resolution: int, gen: torch.Generator) -> torch.Tensor:
+    """float `[1, R, R]`: Context Encoder's random region (train_random.lua), blobs covering
+    20% to 30% of the frame.
+
+    The reference upsamples 600 x 600 uniform noise bicubically to 10,000 x 10,000 once,
+    thresholds it at 0.25 and crops 128 px windows at random until one has 20-30% holes:
+    about 7.7 noise cells across a crop.  Here each draw makes its own window: noise on
+    RANDOM_CELLS + 4 cells (margin for the cubic's reach), upsampled to R / RANDOM_CELLS px
+    a cell, an R x R crop at a random offset, the same threshold and the same area test, so
+    the blobs keep their size relative to the image at any R.  A draw passes about one time
+    in four; draws come RANDOM_BATCH at a time and the first that passes is taken; after
+    RANDOM_TRIES failed draws (odds below 1e-13) the last is thresholded at its own 25%
+    quantile instead."""
+    cells = RANDOM_CELLS + 4
+    size = math.ceil(cells * resolution / RANDOM_CELLS)
+    low, high = RANDOM_AREA
+    for _ in range(RANDOM_TRIES // RANDOM_BATCH):
+        noise = torch.rand(RANDOM_BATCH, 1, cells, cells, generator=gen)
+        field = F.interpolate(noise, size=(size, size), mode="bicubic", align_corners=False)
+        offsets = torch.randint(0, size - resolution + 1, (RANDOM_BATCH, 2), generator=gen)
+        for draw, (top, left) in enumerate(offsets.tolist()):
+            crop = field[draw, :, top : top + resolution, left : left + resolution]
+            mask = (crop < RANDOM_DENSITY).float()
+            if low < mask.mean().item() < high:
+                return mask
+    return (crop < crop.quantile(RANDOM_DENSITY)).float()
+
+
+MASK_DRAWS = {"boxes": box_mask, "strokes": stroke_mask, "random": random_mask}
+
+
 def make_masks(kind: str, index: torch.Tensor, resolution: int, key: int | None) -> torch.Tensor:
-    """Masks of kind `kind` (MASK_KINDS) for items `index`: float `[B, 1, R, R]`, 1 = hole."""
+    """Masks of kind `kind` (MASK_KINDS) for items `index`: float `[B, 1, R, R]`, 1 = hole.
+
+    center: `center_mask`; boxes: `box_mask`; strokes: `stroke_mask`; random: `random_mask`
+    (Context Encoder's random regions).  All but center are drawn per item from its key."""
     if kind == "center":
         return center_mask(resolution).expand(len(index), 1, -1, -1).clone()
-    draw = box_mask if kind == "boxes" else stroke_mask
+    draw = MASK_DRAWS[kind]
     gens = item_generators(index, key, MASK_SALT)
     return torch.stack([draw(resolution, gen) for gen in gens])
 
@@ -292,9 +331,22 @@ def paired(
     return PairedDataset(inputs, targets, name, labels)
 
 
+def mean_pixel(images: torch.Tensor) -> tuple[float, ...]:
+    """The mean of uint8 `[N, C, H, W]` images per channel, in [-1, 1] (6 decimals, so the
+    value written to meta.json reads back the same).  Summed in int64, exact at any N; an
+    empty set gives 0, the middle of the range."""
+    if not len(images):
+        return (0.0,) * images.shape[1]
+    total = images.sum(dim=(0, 2, 3), dtype=torch.int64).double()
+    count = images.shape[0] * images.shape[2] * images.shape[3]
+    return tuple(round(2.0 * v / (255.0 * count) - 1.0, 6) for v in total.tolist())
+
+
 class MaskedDataset:
     """A plain source with holes to fill: `image`, `mask` (1 = hole) and `cond_image`, the image
-    with MASK_FILL in the hole.  Mask shapes: see `make_masks`; drawn per item from the key."""
+    with MASK_FILL in the hole.  Mask shapes: see `make_masks`; drawn per item from the key.
+    The spec's `mean_pixel` is the mean of this split's images per channel (a model built
+    from the train split's spec fills its holes with the train split's mean)."""
 
     def __init__(self, source: ImageDataset, kind: str, name: str) -> None:
         self.source, self.kind = source, kind
@@ -307,6 +359,7 @@ class MaskedDataset:
             task="masked",
             cond_channels=s.channels,
             cond_resolution=s.resolution,
+            mean_pixel=mean_pixel(source.images),
         )
 
     def __len__(self) -> int:
@@ -629,7 +682,8 @@ def pairs(
 
 @DATASETS.register(
     "masked",
-    doc="masked:SOURCE - masked: any plain source with holes (data.mask: center, boxes, strokes)",
+    doc="masked:SOURCE - masked: any plain source with holes (data.mask: center, boxes, strokes, "
+    "random)",
 )
 def masked(arg: str | None, *, options: TaskOptions, **load: Any) -> MaskedDataset:
     kind = _mask_kind(options)

@@ -6,10 +6,12 @@ from ..registry import MODELS
 from . import (  # noqa: F401  (registration side effect)
     acgan,
     cgan,
+    context_encoder,
     cyclegan,
     dcgan,
     gan,
     infogan,
+    pix2pix,
     progan,
     stylegan,
     stylegan2,

@@ -121,9 +121,11 @@ class UnetGenerator(nn.Module):
     ``4 ngf``, then ``8 ngf`` each), as many transposed convolutions up, each joined to the
     encoder's output of its size by a skip connection (concatenated channels).  LeakyReLU 0.2
     down, ReLU up, no norm on the outermost and innermost downsampling, tanh out.  ``dropout``
-    goes after the up-steps of the blocks whose both sides have ``8 ngf`` channels (the
-    reference's middle blocks).  Sizes must be multiples of ``2 ** depth``; at ``depth =
-    log2(R)`` an R x R image reaches a 1 x 1 bottleneck."""
+    goes after the up-steps of ``dropout_blocks`` blocks counted outwards from the innermost
+    one (which has none); None: those whose both sides have ``8 ngf`` channels, the
+    reference's rule (``depth - 5`` blocks, 3 in unet_256; none at depth 5 and below).
+    Sizes must be multiples of ``2 ** depth``; at ``depth = log2(R)`` an R x R image reaches
+    a 1 x 1 bottleneck."""
 
     def __init__(
         self,
@@ -133,6 +135,7 @@ class UnetGenerator(nn.Module):
         ngf: int = 64,
         norm: str = "instance",
         dropout: float = 0.0,
+        dropout_blocks: int | None = None,
     ) -> None:
         super().__init__()
         if depth < 2:
@@ -167,7 +170,11 @@ class UnetGenerator(nn.Module):
                 ),
                 norm_layer(norm, width[i - 1]),
             ]
-            if dropout and not inner and width[i - 1] == width[i] == 8 * ngf:
+            if dropout_blocks is None:
+                dropped = not inner and width[i - 1] == width[i] == 8 * ngf
+            else:
+                dropped = depth - 1 - dropout_blocks <= i < depth - 1
+            if dropout and dropped:
                 layers.append(nn.Dropout(dropout))
             ups.append(nn.Sequential(*layers))
         self.downs, self.ups = nn.ModuleList(downs), nn.ModuleList(ups)
