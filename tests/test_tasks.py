@@ -190,9 +190,7 @@ def test_random_masks_follow_the_key(kind):
 
 
 def test_masked_errors():
-    with pytest.raises(
-        UserError, match="unknown mask kind 'circle'.*strokes or random"
-    ):
+    with pytest.raises(UserError, match="unknown mask kind 'circle'.*strokes or random"):
         load_dataset("masked:digits", options=TaskOptions(mask="circle"))
     with pytest.raises(UserError, match="needs a plain image source"):
         load_dataset("masked:lowres:digits")

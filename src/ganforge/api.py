@@ -211,13 +211,32 @@ def train(
     resume: bool | str = False,
     device: str | None = None,
     data_dir: str | None = None,
+    command: str | None = None,
 ) -> Path:
     """Train ``model`` and return its run folder.
 
     Keyword options mirror ``ganforge train``; ``overrides`` are dotted keys
     (``{"lr_g": 1e-4, "train.log_every": 10}``).  ``steps`` is the run's total: resuming a run
     of 500 steps with ``steps=1000`` trains 500 more.  ``resume="auto"`` resumes when the run
-    folder holds a checkpoint and starts the run otherwise."""
+    folder holds a checkpoint and starts the run otherwise.  ``command`` is what started this
+    session, recorded in ``RUN/commands.txt`` (default: this call, written as Python); an
+    export's model card quotes it."""
+    if command is None:
+        given = {
+            "preset": preset,
+            "dataset": dataset,
+            "steps": steps,
+            "batch_size": batch_size,
+            "out": None if out is None else str(out),
+            "seed": seed,
+            "config": None if config is None else str(config),
+            "overrides": overrides,
+            "resume": resume or None,
+            "device": device,
+            "data_dir": data_dir,
+        }
+        args = "".join(f", {k}={v!r}" for k, v in given.items() if v is not None)
+        command = f"ganforge.train({model!r}{args})"
     pairs: list[tuple[str, Any]] = []
     for key, value in (
         ("data.name", dataset),
@@ -244,10 +263,14 @@ def train(
             # asked again under the lock: another training may have filled the folder meanwhile
             cfg, run_dir = resolve_run(model, out=run_dir, **request)
             remove_leftovers(run_dir)  # temporary folders of killed writes: no writer is alive
-        return _train_locked(cfg, run_dir, resume)
+        return _train_locked(cfg, run_dir, resume, command)
     finally:
         if lock is not None:
             lock.release()
+
+
+#: What started each training session of a run, one line each (``step N: COMMAND``).
+COMMANDS_FILE = "commands.txt"
 
 
 def _holds_checkpoint(
@@ -268,7 +291,7 @@ def _holds_checkpoint(
     return Path(out).is_dir() and _is_run(Path(out))
 
 
-def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool) -> Path:
+def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, command: str) -> Path:
     from .engine.trainer import Trainer
 
     # Under torchrun every process resolves the same request; rank 0's folder choice wins.
@@ -292,6 +315,8 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool) -> Path:
     if trainer.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(cfg.to_yaml())
+        with (run_dir / COMMANDS_FILE).open("a", encoding="utf-8") as record:
+            record.write(f"step {trainer.step}: {command}\n")  # one line per session
         counts = ", ".join(
             f"{name} {sum(p.numel() for p in net.parameters()):,}"
             for name, net in trainer.model.networks().items()
@@ -326,6 +351,7 @@ def write_summary(run_dir: Path, cfg: RunConfig, result: dict[str, Any], trainer
         f"({result['steps_this_session']:,} in this session, {result['seconds']:.0f} s, "
         f"{result['images_per_s']:.0f} images/s on {trainer.world} x {trainer.device})",
         f"- final losses (mean of the last logging interval): {losses}",
+        *(f"- {key}: {value}" for key, value in trainer.model.training_notes().items()),
         f"- samples: {samples[-1] if samples else 'none'}",
         f"- checkpoint: {run_dir / CHECKPOINT_DIR}",
         f"- logs: {run_dir / 'metrics.jsonl'}, TensorBoard: tensorboard --logdir {run_dir / 'tb'}",
@@ -368,6 +394,10 @@ class LoadedModel:
 
     def generator(self, ema: bool = True) -> torch.nn.Module:
         return self.model.generator(ema)
+
+    def training_notes(self) -> dict[str, str]:
+        """What reports say of how the model was trained beyond its config (`GANModel`)."""
+        return self.model.training_notes()
 
     def eval_outputs(self, batch: dict[str, torch.Tensor], **options: Any):
         return self.model.eval_outputs(batch, **options)

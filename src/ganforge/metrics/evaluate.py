@@ -318,6 +318,9 @@ def _compare_sets(report, q: _Request, net, record, model, names) -> None:
     report["generated"] = {"source": fake_source, "n": int(len(fake_images))}
     if model is not None and model.task.styles:
         report["generated"]["noise_mode"] = "random"  # see GANModel.eval_outputs
+    notes = getattr(model, "training_notes", dict)() if model is not None else {}
+    if notes:
+        report["generated"]["notes"] = notes
     report["real"] = {"source": real_source, "n": int(len(real_images))}
     report["metrics"].update(scores)
 
@@ -433,6 +436,7 @@ def format_report(report: dict[str, Any]) -> str:
         drawn = f", truncation psi {psi:g}" if psi != 1.0 else ""
         made = "outputs" if "task" in g else "images"
         lines += [f"generated: {g['n']:,} {made} from {g['source']}{drawn}"]
+        lines += [f"{key}: {value}" for key, value in g.get("notes", {}).items()]
         lines += [f"real: {r['n']:,} images, {r['source']}"]
     if "ppl" in report:
         p = report["ppl"]

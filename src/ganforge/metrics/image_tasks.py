@@ -159,4 +159,7 @@ def score_outputs(
     if real is not None:
         report["features"]["dim"] = int(real.features.shape[1])
     report["generated"] = {"source": source, "n": int(len(sets["outputs"])), "task": kind}
+    notes = getattr(model, "training_notes", dict)()  # stand-ins may lack it
+    if notes:  # what trained it beyond its config (srgan: the content network)
+        report["generated"]["notes"] = notes
     report["real"] = {"source": real_source, "n": int(len(sets["targets"]))}

@@ -13,6 +13,7 @@ from . import (  # noqa: F401  (registration side effect)
     infogan,
     pix2pix,
     progan,
+    srgan,
     stylegan,
     stylegan2,
     wgan,

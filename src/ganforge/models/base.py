@@ -246,6 +246,12 @@ class GANModel(nn.Module):
         averages = self.ema_networks()
         return averages[first] if ema and first in averages else getattr(self, first)
 
+    def training_notes(self) -> dict[str, str]:
+        """What a report of this model must say about how it was trained beyond its config
+        (srgan: which network its content loss used); the summary and evaluation reports
+        print these.  None by default."""
+        return {}
+
     # ----- what families provide: training --------------------------------------------------
     def ema_beta(self, images_seen: int, batch_size: int) -> float | None:
         """The EMA decay for this step, for families that set it themselves (a half-life in

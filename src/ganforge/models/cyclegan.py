@@ -34,10 +34,10 @@ from ..nn import init_normal
 from ..registry import MODELS
 from .base import Batch, GANModel, Losses, LRSchedule, OptimSpec, Phase, Task
 from .imagenets import (
-    GAN_LOSSES,
     PatchDiscriminator,
     ResnetGenerator,
     UnetGenerator,
+    check_translation_options,
     crop_from,
     pad_to,
     padded_size,
@@ -77,32 +77,11 @@ class Config:
         check(r >= 16 and r % 4 == 0, "resolution", r, "use a multiple of 4, at least 16")
         if self.g_arch == "unet":
             check(r & (r - 1) == 0, "resolution", r, "g_arch=unet needs a power of two")
-        check(self.ngf >= 1 and self.ndf >= 1, "ngf/ndf", (self.ngf, self.ndf), "use 1 or more")
-        check(
-            len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
-            "betas",
-            list(self.betas),
-            "Adam's betas are two values in [0, 1), e.g. [0.5, 0.999]",
-        )
-        if self.n_blocks is not None:
-            check(self.n_blocks >= 0, "n_blocks", self.n_blocks, "use 0 or more (or none)")
-        if self.d_layers is not None:
-            # D's map: R / 2**n after the stride-2 layers, 2 smaller after the last two convs
-            most = max(n for n in range(1, 9) if r // 2**n >= 3)
-            check(
-                1 <= self.d_layers <= most,
-                "d_layers",
-                self.d_layers,
-                f"use 1 to {most} at {r} px (or none: {patch_layers_for(r)})",
-            )
-        check(self.gan_loss in GAN_LOSSES, "gan_loss", self.gan_loss, "use lsgan or vanilla")
+        check_translation_options(self)
         for name in ("lambda_a", "lambda_b", "lambda_identity"):
             value = getattr(self, name)
             check(value >= 0, name, value, "use 0 (off) or more")
         check(self.pool_size >= 0, "pool_size", self.pool_size, "use 0 (no pool) or more")
-        check(self.lr > 0, "lr", self.lr, "learning rates must be positive")
-        check(self.lr_decay_start >= 0, "lr_decay_start", self.lr_decay_start, "use 0 or more")
-        check(self.lr_decay_steps >= 0, "lr_decay_steps", self.lr_decay_steps, "use 0 or more")
 
     @property
     def blocks(self) -> int:

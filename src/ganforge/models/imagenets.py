@@ -14,10 +14,13 @@ of its own, BatchNorm has (the reference's ``use_bias`` rule).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..errors import check
 
 NORMS = ("instance", "batch", "none")
 GAN_LOSSES = ("lsgan", "vanilla")
@@ -283,3 +286,34 @@ def crop_from(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     h, w = images.shape[-2:]
     top, left = (h - size[0]) // 2, (w - size[1]) // 2
     return images[..., top : top + size[0], left : left + size[1]]
+
+
+# ----------------------------------------------------------------------------- shared options
+
+
+def check_translation_options(cfg: Any) -> None:
+    """The config checks pix2pix and cyclegan share: widths, ResNet blocks, the PatchGAN
+    depth, the GAN loss, Adam's rate and betas, and the linear decay's start and length."""
+    r = cfg.resolution
+    check(cfg.ngf >= 1 and cfg.ndf >= 1, "ngf/ndf", (cfg.ngf, cfg.ndf), "use 1 or more")
+    if cfg.n_blocks is not None:
+        check(cfg.n_blocks >= 0, "n_blocks", cfg.n_blocks, "use 0 or more (or none)")
+    if cfg.d_layers is not None:
+        # D's map: R / 2**n after the stride-2 layers, 2 smaller after the last two convs
+        most = max(n for n in range(1, 9) if r // 2**n >= 3)
+        check(
+            1 <= cfg.d_layers <= most,
+            "d_layers",
+            cfg.d_layers,
+            f"use 1 to {most} at {r} px (or none: {patch_layers_for(r)})",
+        )
+    check(cfg.gan_loss in GAN_LOSSES, "gan_loss", cfg.gan_loss, "use lsgan or vanilla")
+    check(cfg.lr > 0, "lr", cfg.lr, "learning rates must be positive")
+    check(
+        len(cfg.betas) == 2 and all(0 <= b < 1 for b in cfg.betas),
+        "betas",
+        list(cfg.betas),
+        "Adam's betas are two values in [0, 1), e.g. [0.5, 0.999]",
+    )
+    check(cfg.lr_decay_start >= 0, "lr_decay_start", cfg.lr_decay_start, "use 0 or more")
+    check(cfg.lr_decay_steps >= 0, "lr_decay_steps", cfg.lr_decay_steps, "use 0 or more")
