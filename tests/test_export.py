@@ -113,3 +113,16 @@ def test_sample_seeds_writes_one_image_per_seed_as_generate_draws_it(dcgan_run, 
     # the same call again would replace images.npz: refused, and so is --seeds without --outdir
     assert main([*sample, "4", "--outdir", str(npz), "--format", "npz"]) == 2
     assert main([*sample, "4"]) == 2
+
+
+def test_the_model_card_quotes_the_commands_that_trained_the_run(tmp_path):
+    run = tmp_path / "run"
+    quiet = ["--set", "train.progress=false", "--set", "train.tensorboard=false"]
+    first = ["train", "dcgan", "--preset", "tiny", "--dataset", "digits", "--out", str(run)]
+    assert main([*first, "--steps", "1", *quiet]) == 0
+    assert main(["train", "dcgan", "--resume", "--out", str(run), "--steps", "2", *quiet]) == 0
+    sessions = (run / "commands.txt").read_text().splitlines()
+    assert sessions[0] == "step 0: ganforge " + " ".join([*first, "--steps", "1", *quiet])
+    assert sessions[1].startswith("step 1: ganforge train dcgan --resume")
+    card = (ganforge.export(run, tmp_path / "out", n=4) / "README.md").read_text()
+    assert all(f"  - `{line}`" in card for line in sessions)

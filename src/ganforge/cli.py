@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import shlex
 import sys
 from collections.abc import Iterator
 
@@ -524,6 +525,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         resume=args.resume,
         device=args.device,
         data_dir=args.data_dir,
+        command=shlex.join(["ganforge", *args.argv]),
     )
 
 
@@ -711,6 +713,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _one_line_warning  # user-facing notes, not source locations
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded by train
     if args.version:
         from .api import version
 

@@ -75,6 +75,15 @@ def write_export(
     return out
 
 
+def _command_lines(path: Path) -> list[str]:
+    """The commands that trained the run, one per session, from ``RUN/commands.txt``."""
+    if not path.is_file():
+        return ["- command: not recorded (the run predates commands.txt)"]
+    sessions = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = ["- trained by (the step each session started at, then its command):"]
+    return lines + [f"  - `{line}`" for line in sessions]
+
+
 def model_card(info: dict[str, Any], run_dir: Path) -> str:
     """The README.md of an export: what the model is, what it was trained on, its latest
     evaluation (``RUN/eval.json``) when the run has one, and a license field to fill."""
@@ -93,7 +102,8 @@ def model_card(info: dict[str, Any], run_dir: Path) -> str:
         f"- data: {spec['name']}, {spec['channels']}x{res}x{res} images, "
         f"{spec['num_classes']} classes",
         f"- steps: {info['step']:,}",
-        f"- made with GANForge {info['ganforge_version']}; command: not recorded",
+        f"- made with GANForge {info['ganforge_version']}",
+        *_command_lines(run_dir / "commands.txt"),
         "",
         "Load it with `ganforge.load(FOLDER).generate(16, seed=0)`; only the image-making "
         "network is here, so it cannot be trained further.",
