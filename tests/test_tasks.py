@@ -29,6 +29,7 @@ from ganforge.data.tasks import (
     LowresDataset,
     MaskedDataset,
     UnpairedDataset,
+    box_downsample,
     captioned,
     sobel_edges,
 )
@@ -235,6 +236,48 @@ def test_lowres_errors():
     with pytest.raises(UserError, match="resolution 30 does not divide by factor 4"):
         load_dataset("lowres:digits", resolution=30)
     assert load_dataset("lowres:digits", options=TaskOptions(factor=2)).spec.cond_resolution == 4
+
+
+def test_lowres_crops_are_keyed_in_training_and_central_in_evaluation():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 1, 12, 12), dtype=np.uint8)
+    source = make_dataset(images, None, name="pixels")
+    data = LowresDataset(source, 2, "lowres:pixels", crop=8)
+    assert (data.spec.resolution, data.spec.cond_resolution) == (8, 4)
+    full = source.batch(torch.arange(3))["image"]
+    centre = data.batch(torch.arange(3))["image"]
+    assert torch.equal(centre, full[..., 2:10, 2:10])  # key None: the centre crop
+    assert torch.equal(data.images, source.images[..., 2:10, 2:10])
+    one, again = (data.batch(torch.arange(3), key=5) for _ in range(2))
+    assert torch.equal(one["image"], again["image"])  # a pure function of (key, item)
+    # each crop is a window of its own image, and the low-res input is made from that window
+    for i in range(3):
+        windows = full[i].unfold(1, 8, 1).unfold(2, 8, 1)  # [1, 5, 5, 8, 8]
+        found = (windows == one["image"][i][:, None, None]).flatten(3).all(-1)
+        assert found.any()
+    assert torch.equal(one["cond_image"], box_downsample(to_uint8_rows(one["image"]), 2))
+    offsets = {
+        tuple(data.batch(torch.tensor([0]), key=k)["image"][0, 0, 0, :2].tolist())
+        for k in range(20)
+    }
+    assert len(offsets) > 1  # keys move the window
+
+
+def to_uint8_rows(images: torch.Tensor) -> torch.Tensor:
+    return images.add(1).mul(127.5).round().to(torch.uint8)
+
+
+def test_lowres_load_size_loads_larger_and_crops_to_the_resolution(tmp_path):
+    for i, value in enumerate((0, 77, 255)):
+        save(tmp_path / f"{i}.png", flat(value, 40, 40))
+    options = TaskOptions(load_size=24)
+    data = load_dataset(f"lowres:folder:{tmp_path}", resolution=16, options=options)
+    assert (data.spec.resolution, data.source.spec.resolution, data.crop) == (16, 24, 16)
+    assert data.batch(torch.arange(3), key=3)["image"].shape == (3, 1, 16, 16)
+    with pytest.raises(UserError, match="load_size=8 is smaller than the resolution 16"):
+        load_dataset(f"lowres:folder:{tmp_path}", resolution=16, options=TaskOptions(load_size=8))
+    with pytest.raises(UserError, match="applies to lowres data sets"):
+        load_dataset(f"masked:folder:{tmp_path}", resolution=16, options=options)
 
 
 # ---------------------------------------------------------------- paired

@@ -49,6 +49,8 @@ class DataConfig:
     factor: int | None = None  # lowres:SOURCE: 2 | 4 (default): low-res side = resolution / factor
     direction: str | None = None  # paired data: AtoB (default: A is the input) | BtoA
     max_tokens: int | None = None  # captioned data: tokens per caption (default: the longest)
+    # lowres:SOURCE: load images at this side and train on random resolution-px crops of them
+    load_size: int | None = None
 
     def validate(self) -> None:
         from .data.core import DIRECTIONS, LOWRES_FACTORS, MASK_KINDS
@@ -65,6 +67,8 @@ class DataConfig:
             )
         if self.factor is not None:
             check(self.factor in LOWRES_FACTORS, "data.factor", self.factor, "use 2 or 4")
+        if self.load_size is not None:
+            check(self.load_size >= 1, "data.load_size", self.load_size, "use a side in pixels")
         if self.direction is not None:
             check(
                 self.direction in DIRECTIONS, "data.direction", self.direction, "use AtoB or BtoA"
@@ -77,7 +81,11 @@ class DataConfig:
         from .data.core import TaskOptions
 
         return TaskOptions(
-            mask=self.mask, factor=self.factor, direction=self.direction, max_tokens=self.max_tokens
+            mask=self.mask,
+            factor=self.factor,
+            direction=self.direction,
+            max_tokens=self.max_tokens,
+            load_size=self.load_size,
         )
 
 

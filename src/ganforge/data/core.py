@@ -174,13 +174,17 @@ class TaskOptions:
     data/tasks.py `make_masks`).  factor: lowres:SOURCE's
     downsampling factor, 2 or 4 (default 4).  direction: paired data's "AtoB" (default: A is the
     input) or "BtoA".  max_tokens: captioned data's token row length (default: the longest
-    caption of the training split; longer captions are cut).
+    caption of the training split; longer captions are cut).  load_size: lowres:SOURCE's side
+    to load the images at, larger than the model's resolution, which is then the side of the
+    crops each item is cut to (random in training, the centre for evaluation; SRGAN's 96 px HR
+    crops); default: whole images at the model's resolution.
     """
 
     mask: str | None = None
     factor: int | None = None
     direction: str | None = None
     max_tokens: int | None = None
+    load_size: int | None = None
 
     # the task whose data sets read each option; setting one for another task is a mistake
     TASK_OF: ClassVar[dict[str, str]] = {
@@ -188,6 +192,7 @@ class TaskOptions:
         "factor": "lowres",
         "direction": "paired",
         "max_tokens": "captioned",
+        "load_size": "lowres",
     }
 
     def check_applies(self, name: str, task: str) -> None:

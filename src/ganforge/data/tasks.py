@@ -12,7 +12,8 @@ Names (`ganforge list datasets`) read like today's `fmnist` and `folder:PATH`: a
 - `masked:SOURCE` (masked): any plain source with holes of kind `data.mask` (center, boxes,
   strokes, random; default center); its spec carries the images' `mean_pixel`.
 - `lowres:SOURCE` (lowres): any plain source with its copy `data.factor` (2 or 4, default 4)
-  times smaller.
+  times smaller; with `data.load_size` the images are loaded at that side and each item is a
+  crop of the model's resolution (random in training, the centre in evaluation).
 - `fmnist-shoes` (unpaired): A sneakers (class 7), B ankle boots (class 9).
 - `cyclegan:PATH` (unpaired): CycleGAN's `trainA/ trainB/ testA/ testB/`.
 - `fmnist-captions` (captioned): captions made from the class and the shade, width and fill
@@ -93,7 +94,7 @@ from .sources import (
 MASK_FILL = 0.0  # value of the hole in a masked cond_image: mid-gray, the middle of [-1, 1]
 EDGE_THRESHOLD = 0.25  # Sobel magnitude (in [0, 1] intensity units, / 4) that counts as an edge
 # per-purpose salts, so the mask of item i and its domain-B draw are unrelated
-MASK_SALT, DOMAIN_SALT, CAPTION_SALT = 1, 2, 3
+MASK_SALT, DOMAIN_SALT, CAPTION_SALT, CROP_SALT = 1, 2, 3, 4
 # random masks (Context Encoder's train_random.lua): uniform noise on a grid of RANDOM_CELLS
 # cells across the image, upsampled bicubically and thresholded at RANDOM_DENSITY; a draw
 # whose hole covers outside RANDOM_AREA of the frame is redrawn
@@ -378,19 +379,26 @@ class MaskedDataset:
 
 class LowresDataset:
     """A plain source with its low-resolution copy: `image` and `cond_image`, `factor` times
-    smaller on each side (`box_downsample`); no random part."""
+    smaller on each side (`box_downsample`).  With `crop` (a side smaller than the source's),
+    each item is first cut to a `crop` x `crop` patch: at an offset drawn from the key in
+    training, the centre with key=None (evaluation, previews); `images` are the centre crops."""
 
-    def __init__(self, source: ImageDataset, factor: int, name: str) -> None:
-        self.source, self.factor = source, factor
-        self.images, self.labels = source.images, source.labels
+    def __init__(
+        self, source: ImageDataset, factor: int, name: str, crop: int | None = None
+    ) -> None:
+        self.source, self.factor, self.labels = source, factor, source.labels
         s = source.spec
+        self.crop = crop if crop is not None and crop < s.resolution else None
+        side = self.crop or s.resolution
+        start = (s.resolution - side) // 2
+        self.images = source.images[..., start : start + side, start : start + side]
         self.spec = DataSpec(
             channels=s.channels,
-            resolution=s.resolution,
+            resolution=side,
             name=name,
             task="lowres",
             cond_channels=s.channels,
-            cond_resolution=s.resolution // factor,
+            cond_resolution=side // factor,
         )
 
     def __len__(self) -> int:
@@ -398,7 +406,16 @@ class LowresDataset:
 
     def batch(self, index: torch.Tensor, *, key: int | None = None) -> dict[str, torch.Tensor]:
         """{"image": `[B, C, R, R]`, "cond_image": `[B, C, R/f, R/f]`}, in [-1, 1]."""
-        rows = self.source.images[index]
+        if self.crop is None or key is None:
+            rows = self.images[index]
+        else:
+            full, side = self.source.images, self.crop
+            room = full.shape[-1] - side  # the largest offset
+            patches = []
+            for i, gen in zip(index.tolist(), item_generators(index, key, CROP_SALT), strict=True):
+                top, left = _randint(0, room, gen), _randint(0, room, gen)
+                patches.append(full[i, :, top : top + side, left : left + side])
+            rows = torch.stack(patches)
         return {"image": to_float(rows), "cond_image": box_downsample(rows, self.factor)}
 
     def __repr__(self) -> str:
@@ -697,14 +714,28 @@ def masked(arg: str | None, *, options: TaskOptions, **load: Any) -> MaskedDatas
 )
 def lowres(arg: str | None, *, options: TaskOptions, **load: Any) -> LowresDataset:
     factor = _factor(options)
+    size, crop = options.load_size, None
+    if size is not None:
+        crop = load.get("resolution")
+        if crop is None:
+            raise UserError(
+                f"data.load_size={size} crops images to the model's resolution; give a "
+                "resolution too (the model's, e.g. 96)"
+            )
+        if size < crop:
+            raise UserError(
+                f"data.load_size={size} is smaller than the resolution {crop} it is cropped "
+                f"to; use a load_size of {crop} or more (or none: whole images)"
+            )
+        load = {**load, "resolution": size}
     source = _plain_source("lowres", arg, **load)
-    resolution = source.spec.resolution
+    resolution = crop or source.spec.resolution
     if resolution % factor:
         raise UserError(
             f"'lowres:{arg}' at resolution {resolution} does not divide by factor {factor}; "
             f"use a resolution that is a multiple of {factor} (e.g. {factor * 8})"
         )
-    return LowresDataset(source, factor, f"lowres:{arg}")
+    return LowresDataset(source, factor, f"lowres:{arg}", crop=crop)
 
 
 # ---------------------------------------------------------------- registered: unpaired

@@ -48,8 +48,8 @@ Where we depart from the paper, and why:
 - Convolutions followed by BN have no bias (BN's shift does the job); PReLU has one slope per
   channel (He et al.'s channel-wise form; the paper does not say which).
 - Data: the paper trains on 96 px random crops of 350k ImageNet images, bicubic-downsampled;
-  GANForge's lowres task box-filters whole images resized to ``resolution`` (`ledig` resizes
-  whole images to 96 px; random HR crops are left for later).
+  `ledig` takes random 96 px crops of the images loaded at 128 px (``data.load_size``), and
+  GANForge's lowres task box-filters them (its evaluation uses the centre crops).
 - The LR decay is a step schedule (times 0.1 every ``lr_step`` adversarial steps) of both
   networks; the paper stops after one decay.
 - VGG weights: torchvision publishes only the first 8 hex digits of the file's SHA-256, which
@@ -305,6 +305,7 @@ class SRGAN(GANModel):
             "resolution": 96,
             "data.name": "lowres:fmnist",
             "data.factor": 4,
+            "data.load_size": 128,  # random 96 px HR crops of images loaded at 128 px
             "train.batch_size": 16,
             "pretrain_steps": 1_000_000,
             "lr_step": 100_000,
