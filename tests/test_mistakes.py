@@ -96,3 +96,51 @@ def test_generate_still_takes_the_right_kinds(runs):
         assert model.generate(3, labels=labels, seed=0).shape == (3, 1, 28, 28)
     # tiny dcgan draws 16-dimensional z
     assert ganforge.load(runs["dcgan"]).generate(z=torch.zeros(2, 16)).shape == (2, 1, 28, 28)
+
+
+@pytest.mark.parametrize("family", ["gan", "dcgan", "stylegan2", "srgan", "pix2pix"])
+def test_networks_larger_than_memory_are_refused_before_anything_is_allocated(family, monkeypatch):
+    """The weights are counted on the meta device against MemAvailable: with 1 KiB free even
+    the tiny preset does not fit, and the refusal names its size; with the real memory, the
+    same call builds (so the check counts, it does not always refuse)."""
+    from ganforge.models import base
+
+    assert ganforge.create_model(family, "tiny") is not None
+    monkeypatch.setattr(base, "_available_memory", lambda: 1024)
+    with pytest.raises(UserError, match=r"GiB of weights with this config, more than the 0\.0"):
+        ganforge.create_model(family, "tiny")
+
+
+def test_a_z_dim_of_a_billion_is_one_line(capsys):
+    argv = ["train", "gan", "--preset", "tiny", "--dataset", "digits", "--set", "z_dim=1e9"]
+    assert main([*argv, "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "GiB of weights" in err and "lower z_dim" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("where", ["under-a-file/grid.png", "no-such-root"])
+def test_save_grid_to_an_impossible_path_is_a_user_error(tmp_path, where):
+    blocker = tmp_path / "under-a-file"
+    blocker.write_text("a file, not a folder")
+    path = tmp_path / where if where != "no-such-root" else "/proc/no-such-folder/grid.png"
+    with pytest.raises(UserError, match="cannot write image"):
+        ganforge.save_grid(torch.zeros(4, 1, 8, 8), path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["under-a-file"]  # no temp left
+
+
+def test_a_folder_with_a_symlink_loop_or_no_images_is_no_class(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from ganforge.data import load_dataset
+
+    for name in ("boots", "shirts"):
+        (tmp_path / name).mkdir()
+        for i in range(2):
+            Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(tmp_path / name / f"{i}.png")
+    (tmp_path / "loop").mkdir()
+    (tmp_path / "loop" / "again").symlink_to(tmp_path / "loop", target_is_directory=True)
+    (tmp_path / "empty").mkdir()
+    data = load_dataset(f"folder:{tmp_path}", resolution=8)
+    assert data.spec.class_names == ("boots", "shirts")
+    assert data.labels.tolist() == [0, 0, 1, 1]

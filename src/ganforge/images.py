@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from pathlib import Path
@@ -85,13 +86,23 @@ def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -
 def save_image(array: np.ndarray, path: str | Path, *, scale: int = 1) -> Path:
     """Write a uint8 ``[H, W, C]`` array as PNG atomically; ``scale`` enlarges without blur."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     img = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    img.save(tmp, format=_format(path))
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        img.save(tmp, format=_format(path))
+        os.replace(tmp, path)
+    except OSError as err:  # no such place, not a folder, read-only, full disk ...
+        with contextlib.suppress(OSError):  # the temporary file, if it was made
+            tmp.unlink(missing_ok=True)
+        reason = err.strerror or type(err).__name__
+        if isinstance(err, FileExistsError | NotADirectoryError):
+            reason = "a file stands where a folder of that path must be"
+        raise UserError(
+            f"cannot write image '{path}' ({reason}); choose a folder you can write to"
+        ) from None
     return path
 
 

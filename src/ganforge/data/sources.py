@@ -365,7 +365,22 @@ def folder(
 
 
 def _subdirs(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    """The class subfolders: visible ones holding at least one image at any depth, so an empty
+    folder (or one holding only a symlink loop) is no class without images."""
+    return sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and _holds_images(p)
+    )
+
+
+def _holds_images(folder: Path) -> bool:
+    return any(  # stops at the first image
+        p.suffix.lower() in IMAGE_EXTENSIONS
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        for p in folder.rglob("*")
+    )
 
 
 def split_root(root: Path, split: str) -> tuple[Path, tuple[str, ...]]:

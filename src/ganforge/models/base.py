@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import numbers
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -192,7 +193,18 @@ class GANModel(nn.Module):
         self.check_data(spec)
         if hasattr(cfg, "resolution"):
             self.resolution = cfg.resolution
-        networks = self.build()
+        self._check_fits()
+        try:
+            networks = self.build()
+        except RuntimeError as err:  # a size of the config the machine cannot allocate
+            if "allocate" not in str(err):
+                raise
+            wanted = re.search(r"allocate (\d+) bytes", str(err))
+            size = f"one tensor alone needs {int(wanted[1]) / 2**30:,.0f} GiB" if wanted else err
+            raise UserError(
+                f"the networks of model '{type(self).__name__.lower()}' do not fit in memory "
+                f"with this config ({size}); lower z_dim, the widths or the resolution"
+            ) from None
         for name, net in networks.items():
             setattr(self, name, net)
         self._network_names = tuple(networks)
@@ -201,6 +213,32 @@ class GANModel(nn.Module):
         for name in self.EMA:
             ema = copy.deepcopy(getattr(self, name)).eval().requires_grad_(False)
             setattr(self, f"{name}_ema", ema)
+
+    def _check_fits(self) -> None:
+        """Refuse, before anything is allocated, networks whose weights alone exceed the
+        memory the machine has available (a z_dim of 1e9 would otherwise be allocated lazily
+        and fill memory as it is initialised).  The networks are first built on the meta
+        device, which allocates nothing; families whose build cannot run there skip this."""
+        available = _available_memory()
+        if available is None or torch.get_default_device().type != "cpu":
+            return
+        try:
+            with torch.device("meta"):
+                nets = self.build()
+            weights = sum(
+                t.numel() * t.element_size()
+                for net in nets.values()
+                for t in [*net.parameters(), *net.buffers()]
+            )
+        except Exception:  # noqa: BLE001 - the real build below reports any real error
+            return
+        if weights > available:
+            raise UserError(
+                f"the networks of model '{type(self).__name__.lower()}' hold "
+                f"{weights / 2**30:,.1f} GiB of weights with this config, more than the "
+                f"{available / 2**30:,.1f} GiB of memory available; lower z_dim, the widths or "
+                "the resolution"
+            )
 
     @classmethod
     def task_for(cls, cfg: Any) -> Task:
@@ -472,6 +510,18 @@ class GANModel(nn.Module):
     def upscale(self, images: torch.Tensor) -> torch.Tensor:
         """Super-resolution families: ``images`` at the family's larger size."""
         raise UserError(f"model '{type(self).__name__.lower()}' does not upscale images")
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux: MemAvailable), or None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def set_requires_grad(module: nn.Module, flag: bool) -> None:
