@@ -144,3 +144,11 @@ def test_a_folder_with_a_symlink_loop_or_no_images_is_no_class(tmp_path):
     data = load_dataset(f"folder:{tmp_path}", resolution=8)
     assert data.spec.class_names == ("boots", "shirts")
     assert data.labels.tolist() == [0, 0, 1, 1]
+
+
+def test_a_path_the_file_system_refuses_is_one_line(tmp_path, capsys):
+    too_long = tmp_path / ("x" * 300)  # a name over the 255 bytes file systems allow
+    argv = ["train", "gan", "--preset", "tiny", "--dataset", "digits", "--steps", "1"]
+    assert main([*argv, "--out", str(too_long)]) == 2
+    err = capsys.readouterr().err
+    assert "File name too long" in err and err.count("\n") == 1

@@ -733,6 +733,14 @@ def _run(args: argparse.Namespace) -> int:
     except UserError as err:
         print(f"ganforge: error: {err}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:  # the file system said no: a name too long, read-only, disk full
+        where = f" '{err.filename}'" if err.filename else ""
+        print(
+            f"ganforge: error: cannot use{where}: {err.strerror or err}; check the path, its "
+            "permissions and the free space",
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         print(
             "ganforge: interrupted; the newest checkpoint is intact (resume with --resume)",
