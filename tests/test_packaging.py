@@ -25,4 +25,6 @@ def test_scikit_learn_is_only_the_digits_extra_and_test_pulls_it():
     assert not any(dep.startswith("scikit-learn") for dep in project["dependencies"])
     extras = project["optional-dependencies"]
     assert extras["digits"] == ["scikit-learn>=1.3"]
-    assert "ganforge[digits]" in extras["test"]
+    assert "ganforge[digits,plots]" in extras["test"]  # the tests draw loss curves too
+    assert extras["plots"] == ["matplotlib>=3.7"]
+    assert not any(dep.startswith("matplotlib") for dep in project["dependencies"])

@@ -8,6 +8,7 @@ import logging
 
 import pytest
 
+import ganforge
 from ganforge import cli
 from ganforge.cli import main
 from ganforge.engine import logger as logger_mod
@@ -117,3 +118,41 @@ def test_eval_takes_a_checkpoint_and_a_device(tmp_path, capsys):
     capsys.readouterr()
     assert main([*argv, "--checkpoint", "step-000003"]) == 2
     assert "step-000003" in capsys.readouterr().err
+
+
+def test_training_draws_its_loss_curves_one_panel_per_phase(tmp_path, monkeypatch):
+    import builtins
+
+    from PIL import Image
+
+    from ganforge.engine.logger import write_loss_curve
+
+    pytest.importorskip("matplotlib")
+    run = ganforge.train(
+        "gan",
+        preset="tiny",
+        dataset="digits",
+        steps=6,
+        out=tmp_path / "run",
+        overrides={"train.progress": False, "train.tensorboard": False, "train.log_every": 2},
+    )
+    curve = run / "losses.png"
+    assert f"- loss curves: {curve}" in (run / "summary.md").read_text()
+    phases = {
+        k.split("/")[0]
+        for line in (run / "metrics.jsonl").read_text().splitlines()
+        for k in json.loads(line)
+        if "/" in k
+    }
+    assert phases == {"G", "D"}
+    assert Image.open(curve).size == (420 * len(phases), 300)  # 4.2 x 3.0 in at 100 dpi
+    real_import = builtins.__import__
+
+    def without_matplotlib(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_matplotlib)
+    curve.unlink()
+    assert write_loss_curve(run) is None and not curve.exists()

@@ -339,8 +339,17 @@ def _train_locked(cfg: RunConfig, run_dir: Path, resume: bool, command: str) -> 
 
 
 def write_summary(run_dir: Path, cfg: RunConfig, result: dict[str, Any], trainer: Any) -> str:
-    """A short human-readable account of the run, also written to ``summary.md``."""
+    """A short human-readable account of the run, also written to ``summary.md``, with the
+    loss curves drawn beside it (when matplotlib is installed)."""
+    from .engine.logger import write_loss_curve
+
     losses = ", ".join(f"{k} {v:.3f}" for k, v in result["losses"].items())
+    curve = write_loss_curve(run_dir)
+    curve_line = (
+        f"- loss curves: {curve}"
+        if curve
+        else '- loss curves: not drawn (pip install "ganforge[plots]" for RUN/losses.png)'
+    )
     samples = sorted((run_dir / "samples").glob("step-*.png"))
     lines = [
         f"# {run_dir.name}",
@@ -353,6 +362,7 @@ def write_summary(run_dir: Path, cfg: RunConfig, result: dict[str, Any], trainer
         f"- final losses (mean of the last logging interval): {losses}",
         *(f"- {key}: {value}" for key, value in trainer.model.training_notes().items()),
         f"- samples: {samples[-1] if samples else 'none'}",
+        curve_line,
         f"- checkpoint: {run_dir / CHECKPOINT_DIR}",
         f"- logs: {run_dir / 'metrics.jsonl'}, TensorBoard: tensorboard --logdir {run_dir / 'tb'}",
     ]

@@ -200,3 +200,54 @@ class RunLogger:
         if self.tb is not None:
             self.tb.close()
         self.jsonl.close()
+
+
+LOSS_CURVE = "losses.png"
+
+
+def write_loss_curve(run_dir: Path) -> Path | None:
+    """Draw every logged value of ``metrics.jsonl`` against the step, one panel per phase
+    (``G/loss``, ``G/l1`` ... on G's), into ``RUN/losses.png``; written atomically.  Needs
+    matplotlib (``pip install "ganforge[plots]"``): without it, or without logged rows, nothing
+    is drawn and None is returned.  Only the Agg canvas is used, so a user's own pyplot backend
+    is left alone."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    rows = []
+    path = run_dir / "metrics.jsonl"
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a torn last line of a killed run
+    series: dict[str, dict[str, tuple[list[int], list[float]]]] = {}
+    for row in rows:
+        for key, value in row.items():
+            if "/" not in key or not isinstance(value, int | float) or _non_finite(value):
+                continue
+            phase, name = key.split("/", 1)
+            steps, values = series.setdefault(phase, {}).setdefault(name, ([], []))
+            steps.append(int(row["step"]))
+            values.append(float(value))
+    if not series:
+        return None
+    fig = Figure(figsize=(4.2 * len(series), 3.0), dpi=100)
+    FigureCanvasAgg(fig)
+    for i, (phase, curves) in enumerate(series.items()):
+        ax = fig.add_subplot(1, len(series), i + 1)
+        for name, (steps, values) in curves.items():
+            ax.plot(steps, values, label=name, linewidth=1.2 if name == "loss" else 0.8)
+        ax.set_title(phase, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    out = run_dir / LOSS_CURVE
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    fig.savefig(tmp, format="png")
+    os.replace(tmp, out)
+    return out
