@@ -15,6 +15,7 @@ import ganforge
 from ganforge.cli import main
 from ganforge.config import build_config
 from ganforge.engine.trainer import Trainer
+from ganforge.errors import UserError
 
 
 @pytest.fixture
@@ -126,3 +127,54 @@ def test_the_model_card_quotes_the_commands_that_trained_the_run(tmp_path):
     assert sessions[1].startswith("step 1: ganforge train dcgan --resume")
     card = (ganforge.export(run, tmp_path / "out", n=4) / "README.md").read_text()
     assert all(f"  - `{line}`" in card for line in sessions)
+
+
+def _fake_hub(monkeypatch, download):
+    """A stand-in ``huggingface_hub`` module whose snapshot_download is ``download``."""
+    import sys
+    import types
+
+    module = types.ModuleType("huggingface_hub")
+    module.snapshot_download = download
+    monkeypatch.setitem(sys.modules, "huggingface_hub", module)
+
+
+def test_load_takes_a_hub_id_of_an_export(dcgan_run, tmp_path, monkeypatch):
+    exported = ganforge.export(dcgan_run, tmp_path / "exported", n=4)
+    calls = []
+
+    def download(repo_id, revision=None, allow_patterns=None):
+        calls.append((repo_id, revision, sorted(allow_patterns)))
+        return str(exported)
+
+    _fake_hub(monkeypatch, download)
+    monkeypatch.chdir(tmp_path)  # no local folder called someone/dcgan
+    g = ganforge.load("someone/dcgan@v1")
+    assert calls == [
+        ("someone/dcgan", "v1", ["README.md", "config.json", "model.safetensors", "samples.png"])
+    ]
+    assert torch.equal(g.generate(3, seed=1), ganforge.load(dcgan_run).generate(3, seed=1))
+
+
+def test_a_hub_id_without_the_package_or_the_network_is_one_line(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # import fails
+    with pytest.raises(UserError, match=r"does not exist \(to load a Hugging Face Hub id"):
+        ganforge.load("someone/dcgan")
+
+    def offline(repo_id, revision=None, allow_patterns=None):
+        raise ConnectionError("Name or service not known\nmore lines of detail")
+
+    _fake_hub(monkeypatch, offline)
+    with pytest.raises(UserError, match="cannot be fetched") as err:
+        ganforge.load("someone/dcgan")
+    assert "\n" not in str(err.value) and "ConnectionError: Name or service not known" in str(
+        err.value
+    )
+    not_an_export = tmp_path / "plain"
+    not_an_export.mkdir()
+    _fake_hub(monkeypatch, lambda repo_id, revision=None, allow_patterns=None: not_an_export)
+    with pytest.raises(UserError, match="holds no GANForge export"):
+        ganforge.load("someone/dcgan")

@@ -432,12 +432,15 @@ class LoadedModel:
 
 def load(run_dir: str | Path, *, checkpoint: str | None = None, device: str = "cpu") -> LoadedModel:
     """Load the newest good checkpoint of a run (or ``checkpoint``, a step folder's name or
-    path), or a folder `export` wrote.  Only tensors and JSON are read: nothing stored in the
-    run is executed."""
+    path), or a folder `export` wrote, or such a folder on the Hugging Face Hub by its id
+    ``owner/name[@revision]`` (when no local folder has that name; needs the ``hub`` extra).
+    Only tensors and JSON are read: nothing stored in the run is executed."""
     from .engine.trainer import resolve_device
-    from .tools.export import is_export, read_export
+    from .tools.export import download_from_hub, is_export, looks_like_hub_id, read_export
 
-    run_dir = Path(run_dir)
+    name, run_dir = str(run_dir), Path(run_dir)
+    if not run_dir.exists() and looks_like_hub_id(name):  # owner/name: an export on the Hub
+        run_dir = download_from_hub(name)
     if not run_dir.is_dir():
         raise UserError(f"run folder '{run_dir}' does not exist")
     if is_export(run_dir):  # a folder `ganforge export` wrote: its generator only

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -149,3 +150,48 @@ def read_export(folder: Path) -> tuple[RunConfig, DataSpec, GANModel, int]:
         first = str(err).splitlines()[0]
         raise UserError(f"'{folder / WEIGHTS}' does not fit a {cfg.model}: {first}") from None
     return cfg, spec, model, int(info.get("step", 0))
+
+
+#: A Hugging Face Hub model id: ``owner/name`` (optionally ``@revision``).
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
+
+
+def looks_like_hub_id(name: str) -> bool:
+    return bool(HUB_ID.match(name))
+
+
+def download_from_hub(repo: str) -> Path:
+    """The exported model in Hugging Face Hub repo ``owner/name[@revision]``, downloaded (or
+    taken from the Hub's local cache) with the optional ``huggingface_hub`` package: only
+    the files an export holds (config.json, model.safetensors, README.md, samples.png).  A
+    `UserError` when the package is missing, the Hub cannot be reached, or the repo holds no
+    export."""
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise UserError(
+            f"run folder '{repo}' does not exist (to load a Hugging Face Hub id instead, "
+            'install the hub extra: pip install "ganforge[hub]")'
+        ) from None
+    repo_id, _, revision = repo.partition("@")
+    try:
+        folder = Path(
+            snapshot_download(
+                repo_id,
+                revision=revision or None,
+                allow_patterns=[CONFIG, WEIGHTS, CARD, GRID],
+            )
+        )
+    except Exception as err:  # noqa: BLE001 - offline, no such repo, no access: one line each
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(
+            f"no local folder '{repo}', and as a Hugging Face Hub id it cannot be fetched "
+            f"({type(err).__name__}: {reason[:160]}); check the path, or the id and your "
+            "connection"
+        ) from None
+    if not is_export(folder):
+        raise UserError(
+            f"Hugging Face Hub repo '{repo}' holds no GANForge export (no config.json of one); "
+            "upload a folder that 'ganforge export' wrote"
+        )
+    return folder
