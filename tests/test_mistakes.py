@@ -152,3 +152,35 @@ def test_a_path_the_file_system_refuses_is_one_line(tmp_path, capsys):
     assert main([*argv, "--out", str(too_long)]) == 2
     err = capsys.readouterr().err
     assert "File name too long" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("code", ["ENOSPC", "EROFS"])
+def test_a_full_disk_or_read_only_folder_stops_in_one_line_and_keeps_older_checkpoints(
+    tmp_path, capsys, monkeypatch, code
+):
+    import errno
+    import os
+
+    from ganforge.engine import checkpoint
+
+    run = tmp_path / "run"
+    argv = ["train", "gan", "--preset", "tiny", "--dataset", "digits", "--out", str(run)]
+    quiet = ["--set", "train.progress=false", "--set", "train.tensorboard=false"]
+    assert main([*argv, "--steps", "2", *quiet]) == 0
+    before = checkpoint.read_checkpoint(run / "checkpoints" / "step-000002").weights
+
+    def refuse(path, data):
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)), str(path))
+
+    monkeypatch.setattr(checkpoint, "_write_bytes", refuse)
+    capsys.readouterr()
+    resume = ["train", "gan", "--resume", "--out", str(run), "--steps", "4", *quiet]
+    assert main(resume) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("ganforge: error:")]
+    assert len(errors) == 1 and "Traceback" not in err  # the start lines, then one error
+    assert "cannot write checkpoint" in errors[0] and os.strerror(getattr(errno, code)) in errors[0]
+    kept = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert kept == ["step-000002"]  # the older checkpoint, and no temporary folder
+    after = checkpoint.read_checkpoint(run / "checkpoints" / "step-000002").weights
+    assert all(torch.equal(before[k], after[k]) for k in before)
