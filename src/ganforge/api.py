@@ -913,11 +913,9 @@ def check_direction(model: GANModel, direction: str | None) -> None:
     both ways; one-way (paired) models take none; noise models translate nothing.  Unknown
     directions of a two-way model are the model's to refuse (`GANModel.translate`)."""
     kind, name = model.task.kind, type(model).__name__.lower()
-    if kind not in ("paired", "unpaired"):
-        raise UserError(
-            f"model '{name}' makes images from {kind}, it does not translate images; use an "
-            "image-to-image model (pix2pix, cyclegan)"
-        )
+    _needs(
+        model, ("paired", "unpaired"), "translate", "an image-to-image model (pix2pix, cyclegan)"
+    )
     if kind == "paired" and direction is not None:
         raise UserError(
             f"--direction {direction} is for models that translate both ways (cyclegan); "
@@ -1029,12 +1027,13 @@ def translate_files(
     return targets, g.path
 
 
-def _needs(model: GANModel, kind: str, verb: str, examples: str) -> None:
-    if model.task.kind != kind:
+def _needs(model: GANModel, kinds: tuple[str, ...], verb: str, use: str) -> None:
+    """Refuse a model whose task is none of ``kinds`` for what ``verb`` does, saying ``use``."""
+    if model.task.kind not in kinds:
         name = type(model).__name__.lower()
         raise UserError(
             f"model '{name}' makes images from {model.task.kind}, it does not {verb} images; "
-            f"use a {kind} model ({examples})"
+            f"use {use}"
         )
 
 
@@ -1117,7 +1116,7 @@ def inpaint_files(
     targets = _plan_outputs(paths, out, run, "inpainted", "inpaint")
     parsed = parse_box(box) if box is not None else None
     g = load(run, checkpoint=checkpoint, device=device)
-    _needs(g.model, "masked", "inpaint", "context-encoder")
+    _needs(g.model, ("masked",), "inpaint", "a masked model (context-encoder)")
     for source, target in zip(paths, targets, strict=True):
         x = _read_image(source, _input_channels(g), None, warn)
         size = (x.shape[-2], x.shape[-1])
@@ -1152,7 +1151,7 @@ def upscale_files(
     paths = [Path(p) for p in images]
     targets = _plan_outputs(paths, out, run, "upscaled", "upscale")
     g = load(run, checkpoint=checkpoint, device=device)
-    _needs(g.model, "lowres", "upscale", "srgan")
+    _needs(g.model, ("lowres",), "upscale", "a lowres model (srgan)")
     for source, target in zip(paths, targets, strict=True):
         x = _read_image(source, _input_channels(g), None, warn)
         _note_padding(g.model, source, x, warn)

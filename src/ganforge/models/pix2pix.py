@@ -46,7 +46,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import DataSpec
 from ..errors import UserError, check
 from ..nn import init_normal
 from ..registry import MODELS
@@ -192,9 +191,6 @@ class Pix2Pix(GANModel):
         },
     }
 
-    def __init__(self, cfg: Config, spec: DataSpec) -> None:
-        super().__init__(cfg, spec)
-
     @property
     def in_channels(self) -> int:
         return self.spec.cond_channels or self.spec.channels
@@ -278,14 +274,9 @@ class Pix2Pix(GANModel):
             "or 'ganforge translate RUN IMAGE...'"
         )
 
-    @property
-    def _net_size(self) -> tuple[int, int]:
-        """(multiple, minimum) of the sides G takes."""
-        return self.G.multiple, self.G.minimum
-
     def valid_size(self, height: int, width: int) -> tuple[int, int]:
         """The size an ``height x width`` input is padded to before G sees it."""
-        return padded_size(height, width, *self._net_size)
+        return padded_size(height, width, self.G.multiple, self.G.minimum)
 
     @torch.no_grad()
     def translate(

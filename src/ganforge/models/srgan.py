@@ -469,9 +469,15 @@ class SRGAN(GANModel):
             return "pixel MSE (SRGAN-MSE; no feature network)"
         if kind == "vgg54":
             return f"VGG19 relu5_4 (torchvision {WEIGHTS_FILE} at {self.cfg.vgg19_weights})"
+        return self._domain_text()
+
+    def _domain_text(self, digest: str | None = None, scale: float | None = None) -> str:
+        """The domain content network in words; its hash and scale once it is built."""
+        name = self._domain_dataset() + (f" ({digest})" if digest else "")
+        times = f" x {scale:.4g}" if scale is not None else ""
         return (
-            f"domain classifier of {self._domain_dataset()}, seed {CONTENT_DOMAIN_SEED}, "
-            f"width {CONTENT_DOMAIN_WIDTH}, block-2 conv features (not the evaluation's: "
+            f"domain classifier of {name}, seed {CONTENT_DOMAIN_SEED}, width "
+            f"{CONTENT_DOMAIN_WIDTH}, block-2 conv features{times} (not the evaluation's: "
             "seed 0, width 32)"
         )
 
@@ -513,13 +519,7 @@ class SRGAN(GANModel):
             ) from None
         net = DomainFeatures(classifier).eval().requires_grad_(False)
         scale = self._content_scale(1.0)
-        return ContentLoss(
-            net,
-            scale,
-            f"domain classifier of {dataset} ({record.get('hash', '?')}), seed "
-            f"{CONTENT_DOMAIN_SEED}, width {CONTENT_DOMAIN_WIDTH}, block-2 conv features x "
-            f"{scale:.4g} (not the evaluation's: seed 0, width 32)",
-        )
+        return ContentLoss(net, scale, self._domain_text(record.get("hash", "?"), scale))
 
     # ----- using a trained model ------------------------------------------------------------
     def generator_inputs(
