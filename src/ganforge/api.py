@@ -388,7 +388,7 @@ class LoadedModel:
         *,
         z: torch.Tensor | None = None,
         seed: int | None = None,
-        truncation: float = 1.0,
+        truncation: float | None = None,
         noise_mode: str = "const",
     ) -> torch.Tensor:
         """``n`` images ``[n, C, H, W]`` in [-1, 1] from the EMA generator; ``z`` gives the
@@ -401,6 +401,22 @@ class LoadedModel:
     def task(self) -> Any:
         """What the model takes and gives (`ganforge.models.base.Task`)."""
         return self.model.task
+
+    @property
+    def TRUNCATION(self) -> str:  # noqa: N802 - the family's class constant, passed through
+        """What ``truncation`` means for this model: ``psi`` or ``threshold`` (BigGAN)."""
+        return self.model.TRUNCATION
+
+    def standing_stats(self, *, truncation: float | None = None, seed: int = 0) -> None:
+        """Re-estimate the generator's batch-norm statistics over many batches of G drawn
+        with ``truncation`` ("standing statistics", BigGAN); changes this loaded copy only."""
+        standing = getattr(self.model, "accumulate_standing_stats", None)
+        if standing is None:
+            raise UserError(
+                f"--standing-stats re-estimates a generator's batch-norm statistics (biggan); "
+                f"'{self.path}' is a {self.config.model} run"
+            )
+        standing(truncation=truncation, seed=seed)
 
     def generator(self, ema: bool = True) -> torch.nn.Module:
         return self.model.generator(ema)
@@ -578,17 +594,19 @@ def write_samples(
     n: int = 64,
     label: int | None = None,
     seed: int = 0,
-    truncation: float = 1.0,
+    truncation: float | None = None,
     noise_mode: str = "const",
     checkpoint: str | None = None,
     device: str = "cpu",
     out: str | Path | None = None,
+    standing_stats: bool = False,
 ) -> tuple[Path, Path]:
     """Write a PNG grid of ``n`` images of a run (default ``RUN/samples/sample-seed<S>.png``;
     conditional models without ``label``: one column per class; image-to-image models: their
     preview of the first ``n`` test items, e.g. cyclegan's six rows A, G_AB(A), G_BA(G_AB(A)),
-    B, G_BA(B), G_AB(G_BA(B)) of ``n // 6`` columns).  Returns the PNG and the checkpoint the
-    images came from."""
+    B, G_BA(B), G_AB(G_BA(B)) of ``n // 6`` columns).  ``standing_stats``: re-estimate the
+    batch-norm statistics first (biggan).  Returns the PNG and the checkpoint the images
+    came from."""
     from .images import check_grid_fits, save_grid
 
     g = load(run, checkpoint=checkpoint, device=device)
@@ -599,6 +617,8 @@ def write_samples(
         images, nrow = g.model.preview(n, seed, _preview_batch(g, n))
     else:
         nrow = g.spec.num_classes if g.model.task.labels and label is None else None
+        if standing_stats:
+            g.standing_stats(truncation=truncation, seed=seed)
         images = g.generate(
             n, labels=label, seed=seed, truncation=truncation, noise_mode=noise_mode
         )
@@ -617,10 +637,11 @@ def write_seed_images(
     *,
     fmt: str = "png",
     label: int | None = None,
-    truncation: float = 1.0,
+    truncation: float | None = None,
     noise_mode: str = "const",
     checkpoint: str | None = None,
     device: str = "cpu",
+    standing_stats: bool = False,
 ) -> tuple[list[Path], Path]:
     """One image per seed of ``seeds`` (``"0-99"``, ``"1,5,9"``), seed ``s`` drawn as
     ``generate(1, seed=s)``: ``fmt`` "png" writes ``OUTDIR/seed0007.png`` each, "npz" one
@@ -648,6 +669,8 @@ def write_seed_images(
     g = load(run, checkpoint=checkpoint, device=device)
     if g.model.task.kind != "noise":
         raise UserError(f"--seeds draws images from noise; '{run}' is an image-to-image model")
+    if standing_stats:
+        g.standing_stats(truncation=truncation)
     arrays = []
     for s in dict.fromkeys(order):  # one image at a time: memory stays flat for any count
         image = to_uint8(
@@ -722,8 +745,8 @@ def write_walk(
     *,
     frames: int = 60,
     space: str | None = None,
-    truncation: float = 1.0,
-    label: int | None = None,
+    truncation: float | None = None,
+    label: int | list[int] | None = None,
     loop: bool = False,
     fps: float = 20.0,
     checkpoint: str | None = None,
@@ -754,7 +777,7 @@ def write_mix(
     cols: str,
     layers: str,
     *,
-    truncation: float = 1.0,
+    truncation: float | None = None,
     label: int | None = None,
     checkpoint: str | None = None,
     device: str = "cpu",
@@ -844,12 +867,14 @@ def export(run: str | Path, out: str | Path, *, checkpoint: str | None = None, n
 
 def import_network(kind: str, file: str | Path, out: str | Path) -> Path:
     """Turn a published network file into the new run folder ``out`` without executing
-    anything stored in it; ``kind``: ``stylegan2`` (a StyleGAN2-ADA PyTorch pickle)."""
-    from .tools.imports import import_stylegan2
+    anything stored in it; ``kind``: ``stylegan2`` (a StyleGAN2-ADA PyTorch pickle) or
+    ``biggan`` (BigGAN-PyTorch's ``G.pth``/``G_ema.pth``, with ``D.pth`` beside it)."""
+    from .tools.imports import import_biggan, import_stylegan2
 
-    if kind != "stylegan2":
-        raise UserError(f"cannot import networks of kind {kind!r}; use stylegan2")
-    return import_stylegan2(file, out)
+    importers = {"stylegan2": import_stylegan2, "biggan": import_biggan}
+    if kind not in importers:
+        raise UserError(f"cannot import networks of kind {kind!r}; use {' or '.join(importers)}")
+    return importers[kind](file, out)
 
 
 def build_features(
@@ -882,11 +907,14 @@ def evaluate_run(run_dir: str | Path | None = None, **options: Any) -> dict[str,
     from .metrics.evaluate import evaluate
 
     checkpoint, device = options.pop("checkpoint", None), options.pop("device", None) or "cpu"
+    standing = options.pop("standing_stats", False)
     if run_dir is None:
         if checkpoint is not None:
             raise UserError(f"--checkpoint {checkpoint} needs a run folder to evaluate")
         return evaluate(**options)
     model = load(run_dir, checkpoint=checkpoint, device=device)
+    if standing:  # standing statistics (biggan): re-estimated before the set is drawn
+        model.standing_stats(truncation=options.get("truncation"), seed=options.get("seed", 0))
     known = options.get("dataset") is not None or options.get("real") is not None
     if model.spec.name.startswith("imported") and not known:
         raise UserError(

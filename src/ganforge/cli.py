@@ -25,6 +25,13 @@ EPILOG = """examples (followed in order, each works after the ones above it):
 """
 
 
+TRUNCATION_HELP = (
+    "truncation, each family's own knob (default: none): psi for most families, where (0, 1] "
+    "scales z and style-based models take [0, 1.5] around the mean w; biggan: the threshold "
+    "of the truncated normal z is drawn from (> 0, e.g. 0.5)"
+)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -100,14 +107,13 @@ def _add_latent_parsers(sub) -> None:
     p.add_argument(
         "--space", choices=["w", "z"], help="w: lerp in W (style-based default); z: slerp in z"
     )
-    p.add_argument(
-        "--truncation", type=float, default=1.0, help="truncation psi (default: 1, none)"
-    )
+    p.add_argument("--truncation", type=float, help=TRUNCATION_HELP)
     p.add_argument(
         "--class",
         dest="label",
-        type=_int,
-        help="class for conditional models (default: the seeds cycle through the classes)",
+        help="conditional models: one class for the whole walk, or one per seed (e.g. 3,7; "
+        "biggan walks between them in its shared class embedding, other families switch "
+        "half-way); default: the seeds cycle through the classes",
     )
     p.add_argument("--fps", type=float, default=20.0, help="frames per second (default: 20)")
     p.add_argument(
@@ -131,9 +137,7 @@ def _add_latent_parsers(sub) -> None:
         "(coarse: pose, shape) or 6,7 (fine: colour)",
     )
     p.add_argument("--out", help="output PNG (default: RUN/samples/mix.png)")
-    p.add_argument(
-        "--truncation", type=float, default=1.0, help="truncation psi (default: 1, none)"
-    )
+    p.add_argument("--truncation", type=float, help=TRUNCATION_HELP)
     p.add_argument("--class", dest="label", type=_int, help="class for conditional models")
     _add_run_options(p)
 
@@ -237,12 +241,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="class index for conditional models (default: one column per class)",
     )
     p.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
+    p.add_argument("--truncation", type=float, help=TRUNCATION_HELP)
     p.add_argument(
-        "--truncation",
-        type=float,
-        default=1.0,
-        help="truncation psi: lower trades variety for fidelity (default: 1); (0, 1] scales z, "
-        "style-based models take [0, 1.5] around the mean w",
+        "--standing-stats",
+        action="store_true",
+        help="biggan: re-estimate G's batch-norm statistics over 16 batches first",
     )
     p.add_argument(
         "--checkpoint", help="checkpoint folder name, e.g. step-000500 (default: newest)"
@@ -308,22 +311,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="folder holding the data set's files")
     p.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
     p.add_argument(
-        "--truncation",
-        type=float,
-        default=1.0,
-        help="draw the generated set with this truncation psi (default: 1, none)",
+        "--truncation", type=float, help="draw the generated set with this " + TRUNCATION_HELP
+    )
+    p.add_argument(
+        "--standing-stats",
+        action="store_true",
+        help="biggan: re-estimate G's batch-norm statistics before drawing the set",
     )
     p.add_argument("--out", help="write the report here (default: RUN/eval.json)")
     _add_run_options(p)
 
     p = sub.add_parser(
         "import",
-        help="turn a published network into a run folder (StyleGAN2-ADA pickles)",
+        help="turn a published network into a run folder (StyleGAN2-ADA, BigGAN-PyTorch)",
         description="Read a network file without executing anything stored in it and write a "
         "run folder that sample, eval and the latent tools use like a trained run.",
     )
-    p.add_argument("kind", choices=["stylegan2"], help="stylegan2: a StyleGAN2-ADA PyTorch .pkl")
-    p.add_argument("file", help="the network file, e.g. network-snapshot-025000.pkl")
+    p.add_argument(
+        "kind",
+        choices=["stylegan2", "biggan"],
+        help="stylegan2: a StyleGAN2-ADA PyTorch .pkl; biggan: BigGAN-PyTorch's G.pth or "
+        "G_ema.pth (the D.pth and state_dict.pth beside it are read too)",
+    )
+    p.add_argument("file", help="the network file, e.g. network-snapshot-025000.pkl or G_ema.pth")
     p.add_argument("--out", required=True, help="the new run folder (never overwritten)")
 
     p = sub.add_parser(
@@ -461,6 +471,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         inception_weights=args.inception_weights,
         seed=args.seed,
         truncation=args.truncation,
+        standing_stats=args.standing_stats,
         out=args.out,
         checkpoint=args.checkpoint,
         device=args.device,
@@ -547,6 +558,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
         seed=args.seed,
         truncation=args.truncation,
         noise_mode=args.noise_mode,
+        standing_stats=args.standing_stats,
         **where,
     )
     print(f"wrote the sample grid {out} from {source}")
@@ -567,6 +579,7 @@ def _sample_seeds(args: argparse.Namespace) -> None:
         label=args.label,
         truncation=args.truncation,
         noise_mode=args.noise_mode,
+        standing_stats=args.standing_stats,
         checkpoint=args.checkpoint,
         device=args.device,
     )
@@ -574,15 +587,16 @@ def _sample_seeds(args: argparse.Namespace) -> None:
 
 
 def cmd_interpolate(args: argparse.Namespace) -> None:
-    from .api import write_walk
+    from .api import parse_int_list, write_walk
 
+    label = None if args.label is None else parse_int_list(args.label, "--class")
     out, source, frames = write_walk(
         args.run,
         args.seeds,
         frames=args.frames,
         space=args.space,
         truncation=args.truncation,
-        label=args.label,
+        label=label[0] if label is not None and len(label) == 1 else label,
         loop=args.loop,
         fps=args.fps,
         checkpoint=args.checkpoint,

@@ -76,7 +76,7 @@ class _Request:
     fake: str | Path | None
     features: str
     inception_weights: str | Path | None
-    truncation: float
+    truncation: float | None
     source: str
     warn: Any
     res: int = 0
@@ -98,7 +98,7 @@ def evaluate(
     features: str = "domain",
     inception_weights: str | Path | None = None,
     seed: int = 0,
-    truncation: float = 1.0,
+    truncation: float | None = None,
     out: str | Path | None = None,
     source: str = "the model in training",
     warn: Any = None,
@@ -113,7 +113,8 @@ def evaluate(
     the domain features trained on the labeled source of ``dataset`` (`feature_source`).
     ``source`` names the model in the report.  ``ppl`` needs no real side: it measures a
     style-based generator itself over ``n`` pairs, always with the domain network.
-    ``truncation`` is the psi the generated set is drawn with (1: none); ppl ignores it.
+    ``truncation`` is the family's truncation knob the generated set is drawn with (None:
+    none; psi, or BigGAN's threshold); ppl ignores it.
     Metrics that do not apply are skipped with a note through ``warn``; if none is left,
     that is an error."""
     warn = warn or (lambda m: print(m, file=sys.stderr))
@@ -140,6 +141,7 @@ def evaluate(
     report = _empty_report(features if sets else "domain", record)
     if model is not None:
         report["truncation"] = truncation
+        report["truncation_kind"] = getattr(model, "TRUNCATION", "psi")
     if kind != "noise":
         _score_image_task(report, q, net if sets else None, model, wanted)
     elif sets:
@@ -161,7 +163,7 @@ def _check(n: int, split: str, model: Any, fake: Any, truncation: float) -> None
         raise UserError(f"--split {split!r}: use test (default) or train")
     if model is None and fake is None:
         raise UserError("nothing to evaluate: give a run folder, or --fake DIR|FILE.npz")
-    if truncation != 1.0 and model is None:
+    if truncation is not None and model is None:
         raise UserError(
             f"--truncation {truncation:g} needs a run to draw images from, not --fake images"
         )
@@ -382,7 +384,7 @@ def _real_images(q: _Request):
 
 
 def generate_set(
-    model: Any, n: int, seed: int, truncation: float = 1.0
+    model: Any, n: int, seed: int, truncation: float | None = None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``n`` uint8 images ``[n, C, R, R]`` from ``model.eval_outputs`` (and their labels when
     the model is conditional), in chunks of 500 whose seeds are ``seed * 100_003 + chunk``,
@@ -432,8 +434,9 @@ def format_report(report: dict[str, Any]) -> str:
     base = floor["metrics"] if floor else {}
     lines = [f"features: {_network_line(report['features'])}"]
     if g is not None:
-        psi = report.get("truncation", 1.0)
-        drawn = f", truncation psi {psi:g}" if psi != 1.0 else ""
+        knob, kind = report.get("truncation"), report.get("truncation_kind", "psi")
+        none = knob is None or (kind == "psi" and knob == 1.0)
+        drawn = "" if none else f", truncation {kind} {knob:g}"
         made = "outputs" if "task" in g else "images"
         lines += [f"generated: {g['n']:,} {made} from {g['source']}{drawn}"]
         lines += [f"{key}: {value}" for key, value in g.get("notes", {}).items()]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..registry import MODELS
 from . import (  # noqa: F401  (registration side effect)
     acgan,
+    biggan,
     cgan,
     context_encoder,
     cyclegan,

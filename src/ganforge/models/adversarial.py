@@ -27,6 +27,7 @@ from ..regularizers import (
 from .base import SCHEDULES, Batch, GANModel, Losses, LRSchedule, OptimSpec, Phase
 
 D_OUTPUTS = ("logit", "sigmoid")
+SN_SCOPES = ("D", "G", "both")
 # losses that read D's output as a probability's logit, and so also work with a sigmoid D
 SIGMOID_LOSSES = frozenset({"nonsaturating", "minimax", "logistic"})
 
@@ -55,7 +56,8 @@ class Objective:
     reg: RegConfig = field(default_factory=RegConfig)
     augment: str = "none"  # none | diffaugment (applied to real and fake before D)
     augment_policy: str = "color,translation,cutout"
-    spectral_norm: bool = False  # spectral normalization of D's layers
+    spectral_norm: bool = False  # spectral normalization (Miyato et al. 2018)
+    spectral_norm_scope: str = "D"  # which networks it normalises: D | G | both
     n_critic: int = 1  # D steps per G step
     optimizer: str = "adam"  # adam | rmsprop
     lr_g: float = 2e-4
@@ -75,6 +77,12 @@ class Objective:
 
     def validate(self) -> None:
         check(self.loss in LOSSES, "loss", self.loss, f"use one of {', '.join(LOSSES)}")
+        check(
+            self.spectral_norm_scope in SN_SCOPES,
+            "spectral_norm_scope",
+            self.spectral_norm_scope,
+            f"use one of {', '.join(SN_SCOPES)}",
+        )
         self._validate_schedule()
         r = self.reg
         for name in ("gp", "r1", "r2", "clip", "ortho", "drift"):
@@ -186,9 +194,13 @@ class TwoPlayerModel(GANModel):
     """G and D trained with the configured objective; subclasses `build` ``{"G", "D"}``."""
 
     def apply_layer_options(self) -> None:
-        """Spectral norm on D when configured (the base class runs this before initialising)."""
+        """Spectral norm on the networks of ``spectral_norm_scope`` (D unless asked) when
+        configured; the base class runs this before initialising."""
         if self.cfg.spectral_norm:
-            add_spectral_norm(self.D)
+            scope = self.cfg.spectral_norm_scope
+            for name in ("G", "D"):
+                if scope in (name, "both"):
+                    add_spectral_norm(getattr(self, name))
 
     def param_groups(self) -> dict[str, OptimSpec]:
         c = self.cfg
@@ -296,10 +308,12 @@ class TwoPlayerModel(GANModel):
         losses = dict(get_loss(self.cfg.loss)[1](logits))
         self._add(losses, self.aux_losses("G", None, aux, batch, inputs))
         if self.cfg.reg.ortho:
-            self._add(
-                losses, {"ortho": orthogonal_regularization(self.G, weight=self.cfg.reg.ortho)}
-            )
+            self._add(losses, {"ortho": self.ortho_penalty()})
         return losses
+
+    def ortho_penalty(self) -> torch.Tensor:
+        """The orthogonal regularization of G added to its loss when ``reg.ortho`` > 0."""
+        return orthogonal_regularization(self.G, weight=self.cfg.reg.ortho)
 
     def d_step(self, batch: Batch, ctx: dict[str, Any]) -> Losses:
         c, r = self.cfg, self.cfg.reg

@@ -180,6 +180,9 @@ class GANModel(nn.Module):
     DEFAULT_PRESET: ClassVar[str]
     #: What the family takes and gives; `task_for` answers per config where an option changes it.
     TASK: ClassVar[Task] = Task()
+    #: What ``truncation`` means for this family: ``psi`` (pull towards the mean latent, 1 is
+    #: none) or ``threshold`` (BigGAN: z from a normal truncated at it).
+    TRUNCATION: ClassVar[str] = "psi"
     #: The networks that keep an exponential moving average (``G`` -> ``G_ema``).
     EMA: ClassVar[tuple[str, ...]] = ("G",)
     #: Resolution of the family's images (set from the config; a family may refine it in build).
@@ -345,7 +348,7 @@ class GANModel(nn.Module):
         *,
         z: torch.Tensor | None = None,
         seed: int | None = None,
-        truncation: float = 1.0,
+        truncation: float | None = None,
         noise_mode: str = "const",
         ema: bool = True,
     ) -> torch.Tensor:
@@ -354,9 +357,10 @@ class GANModel(nn.Module):
         ``labels`` (conditional families): one class for all, or one per image; default cycles
         through the classes.  ``z``: explicit latents ``[n, z_dim]`` instead of drawing them
         (``n`` may then be omitted).  ``seed`` makes the drawn latents repeatable without
-        touching the global RNG.  ``truncation`` (psi) < 1 pulls the latents towards their
-        mean.  ``noise_mode`` (families with per-pixel noise): ``const`` (the stored noise,
-        repeatable), ``random`` or ``none``.
+        touching the global RNG.  ``truncation``: the family's truncation knob (`TRUNCATION`;
+        None: none): psi < 1 pulls the latents towards their mean, BigGAN's threshold draws z
+        from a truncated normal.  ``noise_mode`` (families with per-pixel noise): ``const``
+        (the stored noise, repeatable), ``random`` or ``none``.
         """
         _check_sampling_args(n, labels, noise_mode)
         if z is not None:
@@ -382,26 +386,48 @@ class GANModel(nn.Module):
                         f"z has {z.shape[1]} columns; this generator takes {args[0].shape[1]}"
                     )
                 args = (z.to(self.device), *args[1:])
-            images = self.synthesize(net, args, truncation=truncation, noise_mode=noise_mode)
+            images = self.synthesize(
+                net, args, truncation=truncation, noise_mode=noise_mode, generator=gen
+            )
         finally:
             net.train(was_training)
         return images.float().clamp(-1, 1)
 
     def synthesize(
-        self, net: nn.Module, args: tuple[Any, ...], *, truncation: float, noise_mode: str
+        self,
+        net: nn.Module,
+        args: tuple[Any, ...],
+        *,
+        truncation: float | None,
+        noise_mode: str,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Run generator ``net`` on ``args`` (from `generator_inputs`) with truncation; families
-        with their own truncation or noise inputs override this."""
-        if truncation != 1.0:
-            args = (self.truncate(args[0], truncation), *args[1:])
-        return net(*args)
+        """Run generator ``net`` on ``args`` (from `generator_inputs`) with truncation
+        (`truncated_inputs`; ``generator`` is the RNG the latents came from); families with
+        their own truncation or noise inputs override this."""
+        return net(*self.truncated_inputs(args, truncation, generator))
 
-    def truncate(self, z: torch.Tensor, psi: float) -> torch.Tensor:
-        """Truncation in z: ``mean + psi (z - mean)`` with the prior's mean 0, the same rule
-        style-based families apply around their tracked mean w."""
-        if not 0 < psi <= 1:
-            raise UserError(f"truncation must be in (0, 1], got {psi}")
-        return z * psi
+    def truncated_inputs(
+        self, args: tuple[Any, ...], truncation: float | None, generator: torch.Generator | None
+    ) -> tuple[Any, ...]:
+        """G's inputs with the family's truncation applied.  Here psi in z: ``mean + psi
+        (z - mean)`` with the prior's mean 0, the rule style-based families apply around their
+        tracked mean w; None or 1: none."""
+        if truncation is None or truncation == 1.0:
+            return args
+        if not 0 < truncation <= 1:
+            raise UserError(f"truncation must be in (0, 1], got {truncation}")
+        return (args[0] * truncation, *args[1:])
+
+    def walk_inputs(
+        self, z: torch.Tensor, start: list[tuple[Any, ...]], end: list[tuple[Any, ...]], t
+    ) -> tuple[Any, ...]:
+        """G's inputs for frames of a walk in z (``ganforge interpolate``): ``z`` [M, z_dim]
+        already interpolated; ``start``/``end``: each frame's two seeds' inputs; ``t`` [M]
+        the position between them.  Here the other inputs (labels, codes) switch half-way."""
+        near = [a if ti < 0.5 else b for a, b, ti in zip(start, end, t.tolist(), strict=True)]
+        rest = [torch.cat(parts) for parts in zip(*[args[1:] for args in near], strict=True)]
+        return (z, *rest)
 
     def _labels(self, n: int, labels: Any) -> torch.Tensor | None:
         if not self.task.labels:
@@ -452,7 +478,7 @@ class GANModel(nn.Module):
 
     @torch.no_grad()
     def eval_outputs(
-        self, batch: Batch, *, seed: int, truncation: float = 1.0
+        self, batch: Batch, *, seed: int, truncation: float | None = None
     ) -> dict[str, torch.Tensor]:
         """What evaluation scores for one chunk.
 
@@ -467,7 +493,7 @@ class GANModel(nn.Module):
             return self.image_outputs(batch)
         index = batch["index"]
         labels = (index % self.spec.num_classes) if self.task.labels else None
-        kwargs: dict[str, Any] = {"truncation": truncation} if truncation != 1.0 else {}
+        kwargs: dict[str, Any] = {"truncation": truncation} if truncation is not None else {}
         style = self.task.styles
         if style:
             kwargs["noise_mode"] = "random"

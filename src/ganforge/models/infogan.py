@@ -130,10 +130,15 @@ class InfoGAN(TwoPlayerModel):
         cont = torch.rand(n, c.n_cont, generator=generator) * 2 - 1
         return (self.make_input(z, cat, cont).to(self.device),)
 
-    def truncate(self, x: torch.Tensor, psi: float) -> torch.Tensor:
+    def truncated_inputs(
+        self, args: tuple[Any, ...], truncation: float | None, generator: torch.Generator | None
+    ) -> tuple[Any, ...]:
         """Truncation scales the noise only; the codes keep their meaning."""
-        z, cat, cont = self.split_input(x)
-        return self.make_input(super().truncate(z, psi), cat, cont)
+        if truncation is None or truncation == 1.0:
+            return args
+        z, cat, cont = self.split_input(args[0])
+        (z,) = super().truncated_inputs((z,), truncation, generator)
+        return (self.make_input(z, cat, cont), *args[1:])
 
     @torch.no_grad()
     def vary(self, code: str, *, rows: int = 8, steps: int = 10, seed: int = 0) -> torch.Tensor:

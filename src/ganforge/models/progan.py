@@ -470,17 +470,28 @@ class ProGAN(TwoPlayerModel):
 
     # ----- using it ---------------------------------------------------------------------------
     def synthesize(
-        self, net: nn.Module, args: tuple[Any, ...], *, truncation: float, noise_mode: str
+        self,
+        net: nn.Module,
+        args: tuple[Any, ...],
+        *,
+        truncation: float | None,
+        noise_mode: str,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """G's output at the final resolution: during training the current stage's image,
         upsampled (nearest) as the paper shows it."""
-        if truncation != 1.0:
+        images = net(*self.truncated_inputs(args, truncation, generator))
+        return upsample(images, self.resolution // images.shape[-1])
+
+    def truncated_inputs(
+        self, args: tuple[Any, ...], truncation: float | None, generator: torch.Generator | None
+    ) -> tuple[Any, ...]:
+        if truncation is not None and truncation != 1.0:
             raise UserError(
                 "progan normalizes z to unit length (PixelNorm), so truncation in z has no "
                 "effect; use truncation 1"
             )
-        images = net(*args)
-        return upsample(images, self.resolution // images.shape[-1])
+        return args
 
     def summary_inputs(self) -> dict[str, tuple[Any, ...]]:
         r = 4 << self.D.growth()[0]

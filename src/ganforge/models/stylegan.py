@@ -361,9 +361,16 @@ class StyleGAN(TwoPlayerModel):
         )
 
     def synthesize(
-        self, net: nn.Module, args: tuple[Any, ...], *, truncation: float, noise_mode: str
+        self,
+        net: nn.Module,
+        args: tuple[Any, ...],
+        *,
+        truncation: float | None,
+        noise_mode: str,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Truncation around the tracked mean w on the first ``truncation_cutoff`` layers."""
+        truncation = 1.0 if truncation is None else truncation
         check_sampling(truncation=truncation, noise_mode=noise_mode)
         return net(
             *args,

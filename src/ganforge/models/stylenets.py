@@ -24,13 +24,13 @@ ARCHITECTURES = ("orig", "skip", "resnet")
 NOISE_MODES = ("random", "const", "none")
 
 
-def check_sampling(*, truncation: float = 1.0, noise_mode: str = "const") -> None:
+def check_sampling(*, truncation: float | None = 1.0, noise_mode: str = "const") -> None:
     """The sampling options of every style-based generator (both StyleGAN families and the
     latent tools), one line for a bad one: psi in [0, 1.5], where above 1 extrapolates away
     from the mean w, and a known noise mode."""
     if noise_mode not in NOISE_MODES:
         raise UserError(f"unknown noise mode {noise_mode!r}; use {', '.join(NOISE_MODES)}")
-    if not 0 <= truncation <= 1.5:
+    if truncation is not None and not 0 <= truncation <= 1.5:
         raise UserError(f"truncation {truncation} is out of range; use a value in [0, 1.5]")
 
 

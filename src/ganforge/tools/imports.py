@@ -4,7 +4,8 @@
 pickle without executing it (`stylegan2_pickle.read_network_pickle`), builds GANForge's
 ``stylegan2`` with the inferred architecture, loads G_ema, G and D into it (strictly: every
 tensor must find its place) and writes a run folder that ``ganforge.load``, ``ganforge sample``,
-``ganforge eval`` and the latent tools use like any trained run.
+``ganforge eval`` and the latent tools use like any trained run.  ``ganforge import biggan
+G.pth --out RUN_DIR`` does the same for BigGAN-PyTorch's state dicts (`biggan_state`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ..data import DataSpec
 from ..engine.checkpoint import CHECKPOINT_DIR, save_checkpoint
 from ..errors import UserError
 from ..models import get_family
+from .biggan_state import read_biggan_files
 from .stylegan2_pickle import read_network_pickle
 
 # says what long one-time work is doing before it starts (shown by the CLI; see cli.py)
@@ -44,10 +46,7 @@ def import_stylegan2(pickle_path: str | Path, out: str | Path) -> Path:
     pickle_path, out = Path(pickle_path), Path(out)
     if not pickle_path.is_file():
         raise UserError(f"network pickle '{pickle_path}' does not exist")
-    if (out / "config.yaml").exists() or (out / CHECKPOINT_DIR).exists():
-        raise UserError(
-            f"'{out}' already holds a run; choose another --out (runs are never overwritten)"
-        )
+    _check_out(out)
     log.info(f"reading the networks in {pickle_path} (nothing stored in it is executed)")
     nets = read_network_pickle(pickle_path)
     arch = dict(nets.config)
@@ -72,6 +71,28 @@ def import_stylegan2(pickle_path: str | Path, out: str | Path) -> Path:
     _load(networks["G"], nets.G if nets.G is not None else nets.G_ema, "G", pickle_path)
     if nets.D is not None:
         _load(networks["D"], nets.D, "D", pickle_path)
+    imported = {
+        "format": "stylegan2-ada-pytorch",
+        "has_G": nets.G is not None,
+        "has_D": nets.D is not None,
+        "training_set_kwargs": nets.training_set_kwargs,
+        **recorded,
+    }
+    return _write_run(out, cfg, spec, model, pickle_path, imported)
+
+
+def _check_out(out: Path) -> None:
+    if (out / "config.yaml").exists() or (out / CHECKPOINT_DIR).exists():
+        raise UserError(
+            f"'{out}' already holds a run; choose another --out (runs are never overwritten)"
+        )
+
+
+def _write_run(
+    out: Path, cfg, spec: DataSpec, model, source: Path, imported: dict[str, Any]
+) -> Path:
+    """The run folder of an imported network: config.yaml and one checkpoint (step 0) whose
+    meta.json records where the tensors came from."""
     meta: dict[str, Any] = {
         "family": cfg.model,
         "preset": cfg.preset,
@@ -80,15 +101,7 @@ def import_stylegan2(pickle_path: str | Path, out: str | Path) -> Path:
         "ganforge_version": __version__,
         "losses": {},
         "metrics": {},
-        "imported": {
-            "from": pickle_path.name,
-            "sha256": _sha256(pickle_path),
-            "format": "stylegan2-ada-pytorch",
-            "has_G": nets.G is not None,
-            "has_D": nets.D is not None,
-            "training_set_kwargs": nets.training_set_kwargs,
-            **recorded,
-        },
+        "imported": {"from": source.name, "sha256": _sha256(source), **imported},
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(cfg.to_yaml())
@@ -98,18 +111,61 @@ def import_stylegan2(pickle_path: str | Path, out: str | Path) -> Path:
     return out
 
 
-def _load(module, state: dict, what: str, path: Path) -> None:
+def import_biggan(path: str | Path, out: str | Path) -> Path:
+    """Import BigGAN-PyTorch's ``G.pth``/``G_ema.pth`` (with the ``D.pth`` and
+    ``state_dict.pth`` beside it) into the new run folder ``out``; returns it.  A missing
+    G_ema is G's copy; a missing D keeps its initial weights (recorded as ``has_D`` false)."""
+    path, out = Path(path), Path(out)
+    _check_out(out)
+    log.info(f"reading the state dicts beside {path} (nothing stored in them is executed)")
+    files = read_biggan_files(path)
+    spec = DataSpec(
+        channels=files.channels,
+        resolution=files.arch["resolution"],
+        num_classes=files.num_classes,
+        name=f"imported:{path.parent.name or path.stem}",
+    )
+    if spec.channels not in (1, 3):
+        raise UserError(f"{path}: {spec.channels}-channel networks are not supported")
+    overrides = [(k, json.dumps(v)) for k, v in files.arch.items()]
+    cfg = build_config("biggan", "pytorch128", overrides=overrides)
+    model = get_family("biggan")(cfg.family, spec)
+    G = files.G if files.G is not None else files.G_ema
+    G_ema = files.G_ema if files.G_ema is not None else G
+    _load(model.networks()["G"], G, "G", path, "biggan")
+    _load(model.ema_networks()["G"], G_ema, "G_ema", path, "biggan")
+    if files.D is not None:
+        _load(model.networks()["D"], files.D, "D", path, "biggan")
+    imported = {
+        "format": "biggan-pytorch",
+        "files": files.files,
+        "has_G": files.G is not None,
+        "has_G_ema": files.G_ema is not None,
+        "has_D": files.D is not None,
+        "reference_config": _plain(files.config),
+    }
+    return _write_run(out, cfg, spec, model, path, imported)
+
+
+def _plain(config: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The reference's config with only JSON values (it is recorded, never used to build)."""
+    if config is None:
+        return None
+    return {k: v for k, v in config.items() if isinstance(v, str | int | float | bool | None)}
+
+
+def _load(module, state: dict, what: str, path: Path, family: str = "stylegan2") -> None:
     try:
         result = module.load_state_dict(state, strict=False)
     except RuntimeError as err:  # a shape that disagrees with the inferred architecture
         first = str(err).strip().splitlines()[-1].strip()
-        raise UserError(f"{path}: {what} does not fit GANForge's stylegan2 ({first})") from None
+        raise UserError(f"{path}: {what} does not fit GANForge's {family} ({first})") from None
     if result.missing_keys or result.unexpected_keys:
         detail = ", ".join(
             [f"missing {k}" for k in result.missing_keys[:3]]
             + [f"unexpected {k}" for k in result.unexpected_keys[:3]]
         )
-        raise UserError(f"{path}: {what} does not fit GANForge's stylegan2 ({detail})")
+        raise UserError(f"{path}: {what} does not fit GANForge's {family} ({detail})")
 
 
 def _dataset_name(kwargs: dict | None) -> str:

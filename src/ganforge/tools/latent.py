@@ -89,17 +89,21 @@ def parse_int_list(text: str | int | Sequence[int], what: str) -> list[int]:
 
 
 def seed_inputs(
-    model: Any, seeds: Sequence[int], labels: Any = None
+    model: Any, seeds: Sequence[int], labels: Any = None, truncation: float | None = None
 ) -> tuple[list[tuple[Any, ...]], torch.Tensor | None]:
     """G's inputs for each seed (`generator_inputs` of one image, first element z) and the
     per-seed labels (``None`` for unconditional models).  ``labels``: one class for all, one
-    per seed, or ``None`` to cycle through the classes as `generate` does."""
+    per seed, or ``None`` to cycle through the classes as `generate` does.  ``truncation``:
+    applied to each seed's inputs in z as `generate` applies it (`truncated_inputs`, with the
+    seed's own RNG), so seed s gives the z of ``generate(1, seed=s, truncation=...)``."""
     m = _unwrap(model)
     per_seed = m._labels(len(seeds), labels)
     inputs = []
     for i, seed in enumerate(seeds):
         label = per_seed[i : i + 1] if per_seed is not None else None
-        inputs.append(m.generator_inputs(1, label, torch.Generator().manual_seed(int(seed))))
+        gen = torch.Generator().manual_seed(int(seed))
+        args = m.generator_inputs(1, label, gen)
+        inputs.append(m.truncated_inputs(args, truncation, gen))
     return inputs, per_seed
 
 
@@ -109,7 +113,8 @@ def map_to_w(
     """``net.map`` with the truncation `generate` applies: psi around the mean w, on the
     family's ``truncation_cutoff`` first layers when its config has one (StyleGAN's)."""
     cutoff = getattr(_unwrap(model).cfg, "truncation_cutoff", None) or None
-    return net.map(z, labels, truncation=truncation, truncation_cutoff=cutoff)
+    psi = 1.0 if truncation is None else truncation
+    return net.map(z, labels, truncation=psi, truncation_cutoff=cutoff)
 
 
 # ----- interpolation --------------------------------------------------------------------------
@@ -172,7 +177,7 @@ def interpolate(
     frames: int,
     *,
     space: str | None = None,
-    truncation: float = 1.0,
+    truncation: float | None = None,
     labels: Any = None,
     noise_mode: str = "const",
     loop: bool = False,
@@ -200,7 +205,7 @@ def interpolate_chunks(
     frames: int,
     *,
     space: str | None = None,
-    truncation: float = 1.0,
+    truncation: float | None = None,
     labels: Any = None,
     noise_mode: str = "const",
     loop: bool = False,
@@ -236,8 +241,8 @@ def interpolate_chunks(
     if space == "w" and not style:
         style_generator(m, "interpolation in w")  # raises the family's error
     check_sampling(noise_mode=noise_mode)
-    with torch.no_grad():
-        inputs, per_seed = seed_inputs(m, seeds, labels)
+    with torch.no_grad():  # truncation in z is applied to the seeds' latents, before the walk
+        inputs, per_seed = seed_inputs(m, seeds, labels, None if style else truncation)
     z = torch.cat([args[0] for args in inputs])
     starts, ts = path_positions(len(seeds), frames, loop)
     a = torch.tensor(starts)
@@ -259,13 +264,11 @@ def _frames(walk, frames: int, batch_size: int, truncation: float, noise_mode: s
                 ws = _style_frames(m, net, z, per_seed, (a[s], b[s], t[s]), space, truncation)
                 chunk = net.synthesis(ws, noise_mode=noise_mode)
             else:
-                near = torch.where(t[s] < 0.5, a[s], b[s]).tolist()
-                rest = [
-                    torch.cat(parts) for parts in zip(*[inputs[i][1:] for i in near], strict=True)
-                ]
                 frame_z = slerp(z[a[s]], z[b[s]], t[s])
-                args = (frame_z, *rest)
-                chunk = m.synthesize(net, args, truncation=truncation, noise_mode=noise_mode)
+                start = [inputs[i] for i in a[s].tolist()]
+                end = [inputs[i] for i in b[s].tolist()]
+                args = m.walk_inputs(frame_z, start, end, t[s])
+                chunk = m.synthesize(net, args, truncation=None, noise_mode=noise_mode)
             yield chunk.float().clamp(-1, 1)
     finally:
         net.train(was_training)
@@ -295,7 +298,7 @@ def style_mix(
     cols: Sequence[int] | str,
     layers: Sequence[int] | str,
     *,
-    truncation: float = 1.0,
+    truncation: float | None = None,
     noise_mode: str = "const",
     label: int | None = None,
 ) -> torch.Tensor:
