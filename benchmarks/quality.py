@@ -44,6 +44,7 @@ FAMILIES = [
     "progan",
     "stylegan",
     "stylegan2",
+    "biggan",
     "cyclegan",
     "cyclegan-noidt",
     "pix2pix",
@@ -74,7 +75,10 @@ SR_BORDER = 4  # pixels cropped from each side before PSNR/SSIM: the factor, as 
 #: unpaired translation: what each direction should turn its inputs into (fmnist-shoes: A is
 #: sneakers, class 7; B ankle boots, class 9)
 TRANSLATION = {"cyclegan": {"a2b": 9, "b2a": 7}}
-CONDITIONAL = {"cgan", "acgan"}
+CONDITIONAL = {"cgan", "acgan", "biggan"}
+#: BigGAN's truncation curve: the threshold of the truncated normal (None: untruncated), with
+#: G's EMA and standing statistics each on and off
+BIGGAN_THRESHOLDS = (None, 2.0, 1.5, 1.0, 0.75, 0.5, 0.25)
 TRUNCATION_SWEEP = {"stylegan2": (1.0, 0.7, 0.5)}
 
 
@@ -265,6 +269,8 @@ def measure(family: str, run: Path, n: int) -> dict:
     trend = wasserstein_trend(run)
     if trend:
         row["wasserstein"] = trend
+    if family == "biggan":
+        row["threshold_curve"] = biggan_curve(run, n)
     if family in TRUNCATION_SWEEP:
         row["truncation"] = []
         for psi in TRUNCATION_SWEEP[family]:
@@ -275,6 +281,106 @@ def measure(family: str, run: Path, n: int) -> dict:
             keep = ("fid", "kid", "precision", "recall")
             row["truncation"].append({"psi": psi, **{k: found["metrics"][k] for k in keep}})
     return row
+
+
+def biggan_curve(run: Path, n: int) -> list[dict]:
+    """FID, precision and recall of ``n`` images at each threshold of `BIGGAN_THRESHOLDS`,
+    from G's EMA copy or from G itself, with and without standing statistics (16 batches of
+    64 drawn at the same threshold)."""
+    from ganforge.metrics.evaluate import evaluate
+
+    points = []
+    for ema in (True, False):
+        for standing in (False, True):
+            for threshold in BIGGAN_THRESHOLDS:
+                g = ganforge.load(run)
+                if not ema:  # G's own weights and statistics in the average's place
+                    g.model.G_ema.load_state_dict(g.model.G.state_dict())
+                if standing:
+                    g.standing_stats(truncation=threshold)
+                report = evaluate(
+                    model=g,
+                    metrics="fid,pr",
+                    n=n,
+                    dataset=g.config.data.name,
+                    data_dir=g.config.data.dir,
+                    task_options=g.config.data.task_options(),
+                    truncation=threshold,
+                    source=str(run),
+                    warn=lambda _: None,
+                )
+                m = report["metrics"]
+                points.append(
+                    {
+                        "ema": ema,
+                        "standing": standing,
+                        "threshold": threshold,
+                        **{k: m[k] for k in ("fid", "precision", "recall")},
+                    }
+                )
+                print(json.dumps(points[-1]), flush=True)
+    return points
+
+
+def plot_threshold_curve(row: dict, path: Path) -> None:
+    """BigGAN: FID, precision and recall against the threshold, one line per EMA/standing
+    setting; the untruncated value of each as a dotted level line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(9, 2.9), dpi=120)
+    for i, (ema, standing) in enumerate(
+        [(True, False), (True, True), (False, False), (False, True)]
+    ):
+        pts = [p for p in row["threshold_curve"] if p["ema"] == ema and p["standing"] == standing]
+        cut = sorted((p for p in pts if p["threshold"] is not None), key=lambda p: p["threshold"])
+        base = next(p for p in pts if p["threshold"] is None)
+        label = f"{'EMA' if ema else 'G'}{', standing' if standing else ''}"
+        for ax, key in zip(axes, ("fid", "precision", "recall"), strict=True):
+            ax.plot([p["threshold"] for p in cut], [p[key] for p in cut], "o-", color=f"C{i}",
+                    label=label, markersize=3)  # fmt: skip
+            ax.axhline(base[key], color=f"C{i}", linestyle=":", linewidth=0.8)
+    for ax, key in zip(axes, ("FID (domain features)", "precision", "recall"), strict=True):
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("truncation threshold")
+    axes[0].legend(fontsize=6)
+    fig.suptitle("biggan on Fashion-MNIST: truncation (dotted: untruncated)", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def threshold_markdown(row: dict) -> list[str]:
+    """BigGAN's truncation curve as a table: one row per threshold, FID / precision / recall
+    for each EMA and standing-statistics setting."""
+    settings = [(True, False), (True, True), (False, False), (False, True)]
+    head = " | ".join(
+        f"{'EMA' if e else 'G'}{' + standing' if s else ''}: FID / P / R" for e, s in settings
+    )
+    lines = [
+        "",
+        f"## `{row['family']}`: truncation curve",
+        "",
+        "The same run sampled with z drawn from a normal truncated at the threshold (entries "
+        "beyond it drawn again), from G's EMA copy or G itself, with and without standing "
+        "statistics (the batch norms re-estimated over 16 batches of 64 drawn at that "
+        "threshold).  FID, precision (P) and recall (R) of 10,000 images, domain features.",
+        "",
+        f"| threshold | {head} |",
+        "|---|" + "---|" * len(settings),
+    ]
+    curve = row["threshold_curve"]
+    for t in dict.fromkeys(p["threshold"] for p in curve):
+        cells = []
+        for e, s in settings:
+            p = next(p for p in curve if (p["threshold"], p["ema"], p["standing"]) == (t, e, s))
+            cells.append(f"{p['fid']:.2f} / {p['precision']:.2f} / {p['recall']:.2f}")
+        lines.append(f"| {'none' if t is None else f'{t:g}'} | " + " | ".join(cells) + " |")
+    lines += ["", f"![truncation curve](images/benchmarks/{row['family']}-truncation.png)"]
+    return lines
 
 
 def plot_truncation(row: dict, path: Path) -> None:
@@ -511,6 +617,9 @@ def markdown(rows: list[dict], budget_min: float, n: int, commands: list[str]) -
                 f"{t['recall']:.3f} |"
             )
         lines += ["", f"![truncation sweep](images/benchmarks/{r['family']}-truncation.png)"]
+    for r in rows:
+        if "threshold_curve" in r:
+            lines += threshold_markdown(r)
     if translators:
         lines += translation_markdown(translators, budget_min)
     if imaging:
@@ -580,6 +689,8 @@ def main() -> None:
         shutil.copy(grid, target)
         if "truncation" in row:
             plot_truncation(row, target.with_name(f"{family}-truncation.png"))
+        if "threshold_curve" in row:
+            plot_threshold_curve(row, target.with_name(f"{family}-truncation.png"))
         print(json.dumps(row), flush=True)
     if args.update:
         kept = [r for f, r in previous.items() if f not in families]

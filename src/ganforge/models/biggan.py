@@ -42,6 +42,7 @@ from torch import nn
 
 from ..data import DataSpec
 from ..errors import UserError, check
+from ..nn.layers import upsample_conv2d
 from ..nn.spectral import SNConv2d, SNEmbedding, SNLinear
 from ..registry import MODELS
 from .adversarial import Objective, RegConfig, TwoPlayerModel
@@ -279,9 +280,17 @@ class GBlock(nn.Module):
         self.bn1, self.bn2 = bn(cin), bn(cout)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        h = F.interpolate(F.relu(self.bn1(x, y)), scale_factor=2)
-        h = self.conv2(F.relu(self.bn2(self.conv1(h), y)))
-        return h + self.conv_sc(F.interpolate(x, scale_factor=2))
+        # the reference upsamples, then convolves; the same functions computed cheaper: the 3x3
+        # conv of the upsampled map as four 2x2 phase kernels (16 instead of 36 multiply-adds
+        # per output pair), and the 1x1 shortcut before the upsampling (it is pointwise)
+        h = upsample_conv2d(F.relu(self.bn1(x, y)), _weight(self.conv1), self.conv1.bias)
+        h = self.conv2(F.relu(self.bn2(h, y)))
+        return h + F.interpolate(self.conv_sc(x), scale_factor=2)
+
+
+def _weight(conv: nn.Conv2d) -> torch.Tensor:
+    """The weight a conv layer applies: spectrally normalised when it is an `SNConv2d`."""
+    return conv.normalized_weight() if isinstance(conv, SNConv2d) else conv.weight
 
 
 class DBlock(nn.Module):
@@ -474,14 +483,17 @@ class BigGAN(TwoPlayerModel):
             "ema_decay": 0.9999,
             "train.batch_size": 50,
         },
+        # ours, for a CPU budget: narrow networks (32 channels throughout) and one D step, so
+        # that 15 minutes on 2 cores make ~6,000 steps; attention at 16 in both
         "fmnist32": {
             "resolution": 32,
-            "g_ch": 16,
-            "d_ch": 16,
+            "g_ch": 8,
+            "d_ch": 8,
             "z_dim": 128,
             "shared_dim": 64,
             "g_attn": [16],
             "d_attn": [16],
+            "n_critic": 1,
             "train.batch_size": 64,
             "train.grid_size": 100,
             "train.steps": 4000,

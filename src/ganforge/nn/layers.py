@@ -28,24 +28,33 @@ class UpsampleConv2d(nn.Conv2d):
         super().__init__(in_channels, out_channels, kernel_size=3, stride=1, padding=1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, _, h, w = x.shape
-        o = self.out_channels
-        taps = _PHASE_TAPS.to(device=self.weight.device, dtype=self.weight.dtype)
-        # kernel[py, px, o, i, a, b]: phase (py, px), tap (a, b) of the 2x2 window
-        kernel = torch.einsum("pak,qbl,oikl->pqoiab", taps, taps, self.weight)
-        y = F.conv2d(F.pad(x, (1, 1, 1, 1)), kernel.reshape(4 * o, -1, 2, 2))
-        y = y.view(n, 2, 2, o, h + 1, w + 1)
-        rows = [
-            torch.stack([y[:, py, px, :, py : py + h, px : px + w] for px in (0, 1)], dim=-1)
-            for py in (0, 1)
-        ]
-        out = torch.stack(rows, dim=3).reshape(n, o, 2 * h, 2 * w)  # [N, O, H, 2, W, 2] -> 2H, 2W
-        if self.bias is not None:
-            out = out + self.bias.view(1, -1, 1, 1)
-        return out
+        return upsample_conv2d(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, up=2 (nearest), kernel_size=3"
+
+
+def upsample_conv2d(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``conv2d(interpolate(x, scale_factor=2), weight, bias, padding=1)`` for a 3x3
+    ``weight`` [O, I, 3, 3], computed as `UpsampleConv2d` does (four 2x2 phase kernels), for
+    layers that hold their weight otherwise (BigGAN's spectrally normalised convolutions)."""
+    n, _, h, w = x.shape
+    o = weight.shape[0]
+    taps = _PHASE_TAPS.to(device=weight.device, dtype=weight.dtype)
+    # kernel[py, px, o, i, a, b]: phase (py, px), tap (a, b) of the 2x2 window
+    kernel = torch.einsum("pak,qbl,oikl->pqoiab", taps, taps, weight)
+    y = F.conv2d(F.pad(x, (1, 1, 1, 1)), kernel.reshape(4 * o, -1, 2, 2))
+    y = y.view(n, 2, 2, o, h + 1, w + 1)
+    rows = [
+        torch.stack([y[:, py, px, :, py : py + h, px : px + w] for px in (0, 1)], dim=-1)
+        for py in (0, 1)
+    ]
+    out = torch.stack(rows, dim=3).reshape(n, o, 2 * h, 2 * w)  # [N, O, H, 2, W, 2] -> 2H, 2W
+    if bias is not None:
+        out = out + bias.view(1, -1, 1, 1)
+    return out
 
 
 class Reshape(nn.Module):
