@@ -30,10 +30,12 @@ _LAZY = {
     "interpolate": "tools.latent",
     "project": "tools.latent",
     "style_mix": "tools.latent",
+    "ModelLoader": "tools.stylegan2_pytorch",
 }
 
 __all__ = [
     "LoadedModel",
+    "ModelLoader",
     "UserError",
     "__version__",
     "create_model",
@@ -52,6 +54,7 @@ if TYPE_CHECKING:  # type checkers and IDEs see the names without the lazy looku
     from .errors import UserError
     from .images import save_grid
     from .tools.latent import interpolate, project, style_mix
+    from .tools.stylegan2_pytorch import ModelLoader
 
 
 def __getattr__(name: str) -> Any:

@@ -390,11 +390,13 @@ class LoadedModel:
         seed: int | None = None,
         truncation: float | None = None,
         noise_mode: str = "const",
+        **options: Any,
     ) -> torch.Tensor:
         """``n`` images ``[n, C, H, W]`` in [-1, 1] from the EMA generator; ``z`` gives the
-        latents ``[n, z_dim]`` explicitly (see `GANModel.generate`)."""
+        latents ``[n, z_dim]`` explicitly (see `GANModel.generate`); ``options``: the family's
+        own (``ema=False`` for the non-averaged G; stylegan2-pytorch: ``noise``)."""
         return self.model.generate(
-            n, labels, z=z, seed=seed, truncation=truncation, noise_mode=noise_mode
+            n, labels, z=z, seed=seed, truncation=truncation, noise_mode=noise_mode, **options
         )
 
     @property
@@ -600,6 +602,8 @@ def write_samples(
     device: str = "cpu",
     out: str | Path | None = None,
     standing_stats: bool = False,
+    translate: tuple[float, float] | None = None,
+    rotate: float | None = None,
 ) -> tuple[Path, Path]:
     """Write a PNG grid of ``n`` images of a run (default ``RUN/samples/sample-seed<S>.png``;
     conditional models without ``label``: one column per class; image-to-image models: their
@@ -610,6 +614,7 @@ def write_samples(
     from .images import check_grid_fits, save_grid
 
     g = load(run, checkpoint=checkpoint, device=device)
+    _input_transform(g, run, translate, rotate)
     check_grid_fits(n, g.spec.resolution, "--n")  # before a single image is made
     if g.model.task.kind != "noise":  # image families: their preview of the test split
         if label is not None:
@@ -627,6 +632,22 @@ def write_samples(
     return path, g.path
 
 
+def _input_transform(
+    g: LoadedModel, run: str | Path, translate: tuple[float, float] | None, rotate: float | None
+) -> None:
+    """StyleGAN3's image translation and rotation (gen_images.py's --translate, --rotate), for
+    this sampling only; without either the run's stored transform stays."""
+    if translate is None and rotate is None:
+        return
+    set_transform = getattr(g.model, "set_input_transform", None)
+    if set_transform is None:
+        raise UserError(
+            f"--translate and --rotate move StyleGAN3's Fourier features; '{run}' is a "
+            f"{g.config.model} run (import a StyleGAN3 network with 'ganforge import stylegan3')"
+        )
+    set_transform(translate=translate or (0.0, 0.0), rotate=rotate or 0.0)
+
+
 SEED_IMAGES_LIMIT = 100_000  # seeds one `sample --seeds` call draws; an npz holds them all
 
 
@@ -642,6 +663,8 @@ def write_seed_images(
     checkpoint: str | None = None,
     device: str = "cpu",
     standing_stats: bool = False,
+    translate: tuple[float, float] | None = None,
+    rotate: float | None = None,
 ) -> tuple[list[Path], Path]:
     """One image per seed of ``seeds`` (``"0-99"``, ``"1,5,9"``), seed ``s`` drawn as
     ``generate(1, seed=s)``: ``fmt`` "png" writes ``OUTDIR/seed0007.png`` each, "npz" one
@@ -669,6 +692,7 @@ def write_seed_images(
     g = load(run, checkpoint=checkpoint, device=device)
     if g.model.task.kind != "noise":
         raise UserError(f"--seeds draws images from noise; '{run}' is an image-to-image model")
+    _input_transform(g, run, translate, rotate)
     if standing_stats:
         g.standing_stats(truncation=truncation)
     arrays = []
@@ -867,13 +891,23 @@ def export(run: str | Path, out: str | Path, *, checkpoint: str | None = None, n
 
 def import_network(kind: str, file: str | Path, out: str | Path) -> Path:
     """Turn a published network file into the new run folder ``out`` without executing
-    anything stored in it; ``kind``: ``stylegan2`` (a StyleGAN2-ADA PyTorch pickle) or
-    ``biggan`` (BigGAN-PyTorch's ``G.pth``/``G_ema.pth``, with ``D.pth`` beside it)."""
+    anything stored in it; ``kind``: ``stylegan2`` (a StyleGAN2 pickle of StyleGAN2-ADA PyTorch
+    or of the StyleGAN3 release, a file or its URL), ``stylegan3`` (a StyleGAN3-T/-R pickle,
+    a file or its URL), ``biggan`` (BigGAN-PyTorch's
+    ``G.pth``/``G_ema.pth``, with ``D.pth`` beside it) or ``stylegan2-pytorch`` (lucidrains'
+    ``models/NAME/model_N.pt``, or the folder, with the ``.config.json`` beside it)."""
     from .tools.imports import import_biggan, import_stylegan2
+    from .tools.stylegan2_pytorch import import_stylegan2_pytorch
+    from .tools.stylegan3_pickle import import_stylegan3
 
-    importers = {"stylegan2": import_stylegan2, "biggan": import_biggan}
+    importers = {
+        "stylegan2": import_stylegan2,
+        "stylegan3": import_stylegan3,
+        "biggan": import_biggan,
+        "stylegan2-pytorch": import_stylegan2_pytorch,
+    }
     if kind not in importers:
-        raise UserError(f"cannot import networks of kind {kind!r}; use {' or '.join(importers)}")
+        raise UserError(f"cannot import networks of kind {kind!r}; use {', '.join(importers)}")
     return importers[kind](file, out)
 
 

@@ -53,6 +53,17 @@ def _int(text: str) -> int:
 SEED_LIMIT = 2**32
 
 
+def _pair(text: str) -> tuple[float, float]:
+    """'0.3,-0.2' -> (0.3, -0.2) for --translate."""
+    try:
+        tx, ty = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected two numbers TX,TY such as 0.3,-0.2, got {text!r}"
+        ) from None
+    return tx, ty
+
+
 def _seed(text: str) -> int:
     value = _int(text)
     if not 0 <= value < SEED_LIMIT:
@@ -263,6 +274,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", help="output PNG (default: RUN/samples/sample-seed<S>.png)")
     p.add_argument(
+        "--translate",
+        type=_pair,
+        metavar="TX,TY",
+        help="stylegan3: translate the images by TX,TY image widths, as the release's "
+        "gen_images.py --translate (write --translate=-0.1,0.2 for a negative TX)",
+    )
+    p.add_argument(
+        "--rotate",
+        type=float,
+        metavar="DEG",
+        help="stylegan3: rotate the images by DEG degrees, as gen_images.py --rotate",
+    )
+    p.add_argument(
         "--seeds",
         help="one image per seed instead of a grid, e.g. 0-99 or 1,5,9 (needs --outdir)",
     )
@@ -323,17 +347,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "import",
-        help="turn a published network into a run folder (StyleGAN2-ADA, BigGAN-PyTorch)",
+        help="turn a published network into a run folder (NVIDIA's StyleGAN2 and StyleGAN3, "
+        "BigGAN-PyTorch, stylegan2_pytorch)",
         description="Read a network file without executing anything stored in it and write a "
         "run folder that sample, eval and the latent tools use like a trained run.",
     )
     p.add_argument(
         "kind",
-        choices=["stylegan2", "biggan"],
-        help="stylegan2: a StyleGAN2-ADA PyTorch .pkl; biggan: BigGAN-PyTorch's G.pth or "
-        "G_ema.pth (the D.pth and state_dict.pth beside it are read too)",
+        choices=["stylegan2", "stylegan3", "biggan", "stylegan2-pytorch"],
+        help="stylegan2: a StyleGAN2 .pkl of StyleGAN2-ADA PyTorch or of the StyleGAN3 release; "
+        "stylegan3: a StyleGAN3-T/-R .pkl of the StyleGAN3 release; "
+        "biggan: BigGAN-PyTorch's G.pth or G_ema.pth (the D.pth and state_dict.pth beside it "
+        "are read too); stylegan2-pytorch: lucidrains' models/NAME/model_N.pt (or the folder; "
+        "its .config.json is read too)",
     )
-    p.add_argument("file", help="the network file, e.g. network-snapshot-025000.pkl or G_ema.pth")
+    p.add_argument(
+        "file",
+        help="the network file, or for pickles its http(s) URL (downloaded once into "
+        "$GANFORGE_CACHE or ~/.cache/ganforge/downloads), e.g. network-snapshot-025000.pkl",
+    )
     p.add_argument("--out", required=True, help="the new run folder (never overwritten)")
 
     p = sub.add_parser(
@@ -559,6 +591,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
         truncation=args.truncation,
         noise_mode=args.noise_mode,
         standing_stats=args.standing_stats,
+        translate=args.translate,
+        rotate=args.rotate,
         **where,
     )
     print(f"wrote the sample grid {out} from {source}")
@@ -580,6 +614,8 @@ def _sample_seeds(args: argparse.Namespace) -> None:
         truncation=args.truncation,
         noise_mode=args.noise_mode,
         standing_stats=args.standing_stats,
+        translate=args.translate,
+        rotate=args.rotate,
         checkpoint=args.checkpoint,
         device=args.device,
     )

@@ -17,6 +17,8 @@ from . import (  # noqa: F401  (registration side effect)
     srgan,
     stylegan,
     stylegan2,
+    stylegan2_pytorch,
+    stylegan3,
     wgan,
 )
 from .base import GANModel, OptimSpec, Phase

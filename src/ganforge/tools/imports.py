@@ -4,7 +4,8 @@
 pickle without executing it (`stylegan2_pickle.read_network_pickle`), builds GANForge's
 ``stylegan2`` with the inferred architecture, loads G_ema, G and D into it (strictly: every
 tensor must find its place) and writes a run folder that ``ganforge.load``, ``ganforge sample``,
-``ganforge eval`` and the latent tools use like any trained run.  ``ganforge import biggan
+``ganforge eval`` and the latent tools use like any trained run (the StyleGAN2 pickles of the
+StyleGAN3 release too; a URL is downloaded once into a cache).  ``ganforge import biggan
 G.pth --out RUN_DIR`` does the same for BigGAN-PyTorch's state dicts (`biggan_state`).
 """
 
@@ -23,6 +24,7 @@ from ..engine.checkpoint import CHECKPOINT_DIR, save_checkpoint
 from ..errors import UserError
 from ..models import get_family
 from .biggan_state import read_biggan_files
+from .downloads import fetch_network, is_url
 from .stylegan2_pickle import read_network_pickle
 
 # says what long one-time work is doing before it starts (shown by the CLI; see cli.py)
@@ -42,11 +44,15 @@ def _sha256(path: Path) -> str:
 
 
 def import_stylegan2(pickle_path: str | Path, out: str | Path) -> Path:
-    """Import a StyleGAN2-ADA network pickle into the new run folder ``out``; returns it."""
-    pickle_path, out = Path(pickle_path), Path(out)
+    """Import a StyleGAN2 network pickle (StyleGAN2-ADA's, or the StyleGAN3 release's), a file
+    or an http(s) URL (downloaded once into the cache, `downloads.fetch_network`), into the new
+    run folder ``out``; returns it."""
+    out = Path(out)
+    _check_out(out)  # before any download: a taken --out costs nothing
+    source = str(pickle_path)
+    pickle_path = fetch_network(pickle_path)
     if not pickle_path.is_file():
         raise UserError(f"network pickle '{pickle_path}' does not exist")
-    _check_out(out)
     log.info(f"reading the networks in {pickle_path} (nothing stored in it is executed)")
     nets = read_network_pickle(pickle_path)
     arch = dict(nets.config)
@@ -72,7 +78,9 @@ def import_stylegan2(pickle_path: str | Path, out: str | Path) -> Path:
     if nets.D is not None:
         _load(networks["D"], nets.D, "D", pickle_path)
     imported = {
-        "format": "stylegan2-ada-pytorch",
+        "format": nets.format,
+        **({"url": source} if is_url(source) else {}),
+        **nets.recorded,  # the StyleGAN3 release's fused_modconv_default
         "has_G": nets.G is not None,
         "has_D": nets.D is not None,
         "training_set_kwargs": nets.training_set_kwargs,

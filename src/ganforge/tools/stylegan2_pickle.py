@@ -1,7 +1,9 @@
-"""Read NVIDIA StyleGAN2-ADA (PyTorch) network pickles without running anything stored in them.
+"""Read NVIDIA's StyleGAN2 network pickles without running anything stored in them.
 
-The pickles written by stylegan2-ada-pytorch (``network-snapshot-XXXXXX.pkl`` and the published
-ones) are made with ``torch_utils.persistence``: every network object pickles as a call to
+Two releases write them: stylegan2-ada-pytorch (``training/networks.py``) and stylegan3, whose
+``training/networks_stylegan2.py`` made its published ``stylegan2-*.pkl`` networks. Their pickles
+(``network-snapshot-XXXXXX.pkl`` and the published ones) are made with
+``torch_utils.persistence``: every network object pickles as a call to
 ``_reconstruct_persistent_obj(meta)``, where ``meta`` carries the *source code* of
 ``training/networks.py`` (``module_src``), the class name and the object's ``__dict__``. The
 official loader ``exec()``s that source, so a plain ``pickle.load`` runs whatever code the file
@@ -13,6 +15,17 @@ looked at), ``dnnlib.EasyDict`` a plain dict, tensors are rebuilt by torch's own
 storage bytes (a ``torch.save`` blob) go through ``torch.load(..., weights_only=True)``. Any other
 global is refused. The records are then flattened to the exact ``nn.Module.state_dict()`` names of
 the official modules, and their init kwargs are turned into GANForge's StyleGAN2 config names.
+
+The two releases compute the same networks (the same layers and equations); their pickles differ
+in how the options are stored and in defaults (`_RELEASES`): stylegan3's Generator takes the
+synthesis options at the top level of its init kwargs, not in ``synthesis_kwargs``; its defaults
+are ``w_avg_beta=0.998``, ``num_fp16_res=4`` and ``conv_clamp=256`` (G and D) where
+stylegan2-ada-pytorch has 0.995, 0 and None; and it adds ``fused_modconv_default`` (True, False
+or 'inference_only': whether modulated convs run as one grouped conv; the same function either
+way, so it is only recorded). The release is read from attributes only its code stores
+(`_release`), and the layers' stored ``conv_clamp`` and the mapping's ``w_avg_beta`` are checked
+against the config read, so a wrong default cannot pass unnoticed. StyleGAN3 (alias-free)
+generators are refused with a pointer to ``ganforge import stylegan3``.
 """
 
 from __future__ import annotations
@@ -22,7 +35,7 @@ import pickle
 import re
 import warnings
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +44,12 @@ import torch
 from ..errors import UserError
 
 SUPPORTED = (
-    "only StyleGAN2-ADA PyTorch network pickles (network-snapshot-*.pkl from "
-    "NVlabs/stylegan2-ada-pytorch) are supported"
+    "only StyleGAN2 network pickles of NVlabs/stylegan2-ada-pytorch and NVlabs/stylegan3 "
+    "(network-snapshot-*.pkl, stylegan2-*.pkl) are supported"
 )
+#: ImportedNetworks.format of the two releases
+ADA, SG3 = "stylegan2-ada-pytorch", "stylegan3-release-stylegan2"
+STYLEGAN3 = "this is a StyleGAN3 network; use ganforge import stylegan3"
 
 
 class _Bad(Exception):
@@ -56,9 +72,11 @@ class PersistentRecord:
 class ImportedNetworks:
     """What `read_network_pickle` returns.
 
-    ``config`` is in GANForge's StyleGAN2 names (``_G_TABLE``, ``_D_TABLE``). ``G_ema``, ``G`` and
+    ``config`` is in GANForge's StyleGAN2 names (`_g_table`, `_d_table`). ``G_ema``, ``G`` and
     ``D`` map the official ``state_dict()`` names to contiguous CPU tensors. ``training_set_kwargs``
     are the run's dataset options (None in published pickles that lack them); ``source`` the file.
+    ``format`` is the release that wrote it (`ADA` or `SG3`); ``recorded`` options that change
+    nothing GANForge computes (stylegan3's ``fused_modconv_default``), kept for the record.
     """
 
     config: dict
@@ -67,6 +85,8 @@ class ImportedNetworks:
     D: dict[str, torch.Tensor] | None
     training_set_kwargs: dict | None
     source: str
+    format: str = ADA
+    recorded: dict = field(default_factory=dict)
 
 
 class _EasyDict(dict):
@@ -117,6 +137,35 @@ def _numpy_scalar(dtype: object, data: object = None) -> object:
     return np.frombuffer(data, dtype=dtype, count=1)[0].item()
 
 
+class _PlainArray(np.ndarray):
+    """A ``numpy.ndarray`` rebuilt from a pickle (StyleGAN3 layers keep sizes as arrays); refuses
+    object arrays, whose items could be anything."""
+
+    def __setstate__(self, state: object) -> None:
+        dtype = state[2] if isinstance(state, tuple) and len(state) == 5 else None
+        if not isinstance(dtype, np.dtype) or dtype.hasobject or not isinstance(state[4], bytes):
+            raise _foreign("it holds a numpy array that is not plain numbers")
+        super().__setstate__(state)
+
+
+def _numpy_reconstruct(cls: object, shape: object, dtype: object) -> np.ndarray:
+    # protocol <= 4: _reconstruct(ndarray, (0,), b'b'), then __setstate__ with the data
+    if cls is not _PlainArray:
+        raise _foreign("it holds a numpy object that is not an ndarray")
+    # numpy always writes an empty placeholder here and the data follows in __setstate__; any
+    # other shape would make this allocate whatever size a crafted file asks for
+    if not isinstance(shape, tuple) or shape != (0,):
+        raise _foreign("it holds a numpy array of an unexpected layout")
+    return _PlainArray(shape, dtype)
+
+
+def _numpy_frombuffer(buf: object, dtype: object, shape: object, order: object) -> np.ndarray:
+    # protocol 5: the data in-band as bytes or a bytearray
+    if not isinstance(buf, bytes | bytearray) or not isinstance(dtype, np.dtype) or dtype.hasobject:
+        raise _foreign("it holds a numpy array that is not plain numbers")
+    return np.frombuffer(bytes(buf), dtype=dtype).reshape(shape, order="F" if order == "F" else "C")
+
+
 _ALLOWED = {
     ("collections", "OrderedDict"): OrderedDict,
     ("builtins", "set"): set,  # protocol 3 (Python 3.7) spells _non_persistent_buffers_set so
@@ -129,6 +178,11 @@ _ALLOWED = {
     ("numpy", "dtype"): np.dtype,
     ("numpy.core.multiarray", "scalar"): _numpy_scalar,  # numpy 1.x
     ("numpy._core.multiarray", "scalar"): _numpy_scalar,  # numpy 2.x
+    ("numpy", "ndarray"): _PlainArray,
+    ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
+    ("numpy.core.numeric", "_frombuffer"): _numpy_frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): _numpy_frombuffer,
 }
 
 
@@ -230,59 +284,94 @@ def _init_kwargs(record: PersistentRecord, arg_names: tuple[str, ...]) -> dict |
 
 
 _REQUIRED, _ANY = object(), object()
-# Official init kwarg -> our config name: (our name, kwarg path, default in training/networks.py).
-# A None name marks a kwarg GANForge supports only at its official default (or at _ANY value).
-_G_TABLE = (
-    ("resolution", "img_resolution", _REQUIRED),
-    ("channels", "img_channels", _REQUIRED),
-    ("num_classes", "c_dim", _REQUIRED),
-    ("z_dim", "z_dim", _REQUIRED),
-    ("w_dim", "w_dim", _REQUIRED),
-    # MappingNetwork.__init__
-    ("mapping_layers", "mapping_kwargs.num_layers", 8),
-    ("mapping_lr_mult", "mapping_kwargs.lr_multiplier", 0.01),
-    ("mapping_embed_features", "mapping_kwargs.embed_features", None),  # None = w_dim
-    ("mapping_layer_features", "mapping_kwargs.layer_features", None),  # None = w_dim
-    ("w_avg_beta", "mapping_kwargs.w_avg_beta", 0.995),
-    (None, "mapping_kwargs.activation", "lrelu"),
-    # SynthesisNetwork, then SynthesisBlock, then SynthesisLayer
-    ("channel_base", "synthesis_kwargs.channel_base", 32768),
-    ("channel_max", "synthesis_kwargs.channel_max", 512),
-    ("num_fp16_res", "synthesis_kwargs.num_fp16_res", 0),
-    ("g_architecture", "synthesis_kwargs.architecture", "skip"),
-    ("conv_clamp", "synthesis_kwargs.conv_clamp", None),
-    (None, "synthesis_kwargs.resample_filter", [1, 3, 3, 1]),
-    (None, "synthesis_kwargs.fp16_channels_last", _ANY),  # memory layout only: any value
-    ("use_noise", "synthesis_kwargs.use_noise", True),
-    (None, "synthesis_kwargs.kernel_size", 3),
-    (None, "synthesis_kwargs.activation", "lrelu"),
-)
-_D_TABLE = (
-    ("resolution", "img_resolution", _REQUIRED),
-    ("channels", "img_channels", _REQUIRED),
-    ("num_classes", "c_dim", _REQUIRED),
-    ("d_architecture", "architecture", "resnet"),
-    ("d_channel_base", "channel_base", 32768),
-    ("d_channel_max", "channel_max", 512),
-    (None, "num_fp16_res", _ANY),  # mixed precision only: any value
-    ("d_conv_clamp", "conv_clamp", None),
-    ("d_cmap_dim", "cmap_dim", None),  # None = channels at 4x4
-    # DiscriminatorBlock
-    (None, "block_kwargs.activation", "lrelu"),
-    (None, "block_kwargs.resample_filter", [1, 3, 3, 1]),
-    (None, "block_kwargs.fp16_channels_last", _ANY),
-    (None, "block_kwargs.freeze_layers", _ANY),  # frozen layers keep their names
-    # MappingNetwork (used only when c_dim > 0; Discriminator sets w_avg_beta=None itself)
-    ("d_mapping_layers", "mapping_kwargs.num_layers", 8),
-    ("_embed", "mapping_kwargs.embed_features", None),
-    ("_layer", "mapping_kwargs.layer_features", None),
-    ("_lr_mult", "mapping_kwargs.lr_multiplier", 0.01),
-    (None, "mapping_kwargs.activation", "lrelu"),
-    # DiscriminatorEpilogue
-    ("mbstd_group_size", "epilogue_kwargs.mbstd_group_size", 4),  # None = whole minibatch
-    ("mbstd_channels", "epilogue_kwargs.mbstd_num_channels", 1),
-    (None, "epilogue_kwargs.activation", "lrelu"),
-)
+
+
+@dataclass(frozen=True)
+class _Release:
+    """Where one release's Generator keeps its synthesis options, and its defaults."""
+
+    synthesis: str  # prefix of the synthesis options in G's init kwargs
+    w_avg_beta: float
+    num_fp16_res: int
+    conv_clamp: int | None  # G's and D's
+
+
+_RELEASES = {
+    ADA: _Release("synthesis_kwargs.", 0.995, 0, None),  # training/networks.py
+    SG3: _Release("", 0.998, 4, 256),  # training/networks_stylegan2.py of stylegan3
+}
+
+
+def _g_table(release: str) -> tuple:
+    """Official init kwarg -> our config name: (our name, kwarg path, official default).
+
+    A None name marks a kwarg GANForge supports only at its official default (or at _ANY value);
+    a name starting with ``_`` one that is read but not a config key.
+    """
+    r, s = _RELEASES[release], _RELEASES[release].synthesis
+    rows = (
+        ("resolution", "img_resolution", _REQUIRED),
+        ("channels", "img_channels", _REQUIRED),
+        ("num_classes", "c_dim", _REQUIRED),
+        ("z_dim", "z_dim", _REQUIRED),
+        ("w_dim", "w_dim", _REQUIRED),
+        # MappingNetwork.__init__
+        ("mapping_layers", "mapping_kwargs.num_layers", 8),
+        ("mapping_lr_mult", "mapping_kwargs.lr_multiplier", 0.01),
+        ("mapping_embed_features", "mapping_kwargs.embed_features", None),  # None = w_dim
+        ("mapping_layer_features", "mapping_kwargs.layer_features", None),  # None = w_dim
+        ("w_avg_beta", "mapping_kwargs.w_avg_beta", r.w_avg_beta),
+        (None, "mapping_kwargs.activation", "lrelu"),
+        # SynthesisNetwork, then SynthesisBlock, then SynthesisLayer
+        ("channel_base", s + "channel_base", 32768),
+        ("channel_max", s + "channel_max", 512),
+        ("num_fp16_res", s + "num_fp16_res", r.num_fp16_res),
+        ("g_architecture", s + "architecture", "skip"),
+        ("conv_clamp", s + "conv_clamp", r.conv_clamp),
+        (None, s + "resample_filter", [1, 3, 3, 1]),
+        (None, s + "fp16_channels_last", _ANY),  # memory layout only: any value
+        ("use_noise", s + "use_noise", True),
+        (None, s + "kernel_size", 3),
+        (None, s + "activation", "lrelu"),
+    )
+    if release == SG3:  # grouped or plain convolution: the same function, so any value
+        rows += (("_fused_modconv_default", "fused_modconv_default", True),)
+    return rows
+
+
+def _d_table(release: str) -> tuple:
+    """The same for the Discriminator (whose init signature both releases share)."""
+    return (
+        ("resolution", "img_resolution", _REQUIRED),
+        ("channels", "img_channels", _REQUIRED),
+        ("num_classes", "c_dim", _REQUIRED),
+        ("d_architecture", "architecture", "resnet"),
+        ("d_channel_base", "channel_base", 32768),
+        ("d_channel_max", "channel_max", 512),
+        (None, "num_fp16_res", _ANY),  # mixed precision only: any value
+        ("d_conv_clamp", "conv_clamp", _RELEASES[release].conv_clamp),
+        ("d_cmap_dim", "cmap_dim", None),  # None = channels at 4x4
+        # DiscriminatorBlock
+        (None, "block_kwargs.activation", "lrelu"),
+        (None, "block_kwargs.resample_filter", [1, 3, 3, 1]),
+        (None, "block_kwargs.fp16_channels_last", _ANY),
+        (None, "block_kwargs.freeze_layers", _ANY),  # frozen layers keep their names
+        # MappingNetwork (used only when c_dim > 0; Discriminator sets w_avg_beta=None itself)
+        ("d_mapping_layers", "mapping_kwargs.num_layers", 8),
+        ("_embed", "mapping_kwargs.embed_features", None),
+        ("_layer", "mapping_kwargs.layer_features", None),
+        ("_lr_mult", "mapping_kwargs.lr_multiplier", 0.01),
+        (None, "mapping_kwargs.activation", "lrelu"),
+        # DiscriminatorEpilogue
+        ("mbstd_group_size", "epilogue_kwargs.mbstd_group_size", 4),  # None = whole minibatch
+        ("mbstd_channels", "epilogue_kwargs.mbstd_num_channels", 1),
+        (None, "epilogue_kwargs.activation", "lrelu"),
+    )
+
+
+#: the synthesis options stylegan3's Generator takes at the top level of its init kwargs
+_SG3_TOP = {path for _, path, _ in _g_table(SG3)} - {path for _, path, _ in _g_table(ADA)}
+
 # The constructors' positional parameters, to name any _init_args.
 _G_ARGS = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs")
 _G_ARGS += ("synthesis_kwargs",)
@@ -324,10 +413,10 @@ def _read_table(kwargs: dict, table: tuple, what: str) -> dict:
     return out
 
 
-def _check_facts(config: dict, facts: dict, what: str) -> None:
+def _check_facts(config: dict, facts: dict, what: str, seen: str = "its tensors") -> None:
     for key, value in facts.items():
         if value is not None and config[key] != value:
-            raise _Bad(f"{what} init kwargs give {key}={config[key]!r} but its tensors {value!r}")
+            raise _Bad(f"{what} init kwargs give {key}={config[key]!r} but {seen} {value!r}")
 
 
 def _check_channels(found: dict[int, int], base: int, cap: int, what: str) -> None:
@@ -361,7 +450,7 @@ def _generator_facts(sd: dict, what: str) -> tuple[dict, dict[int, int]]:
     if "synthesis.b4.const" not in sd or "mapping.fc0.weight" not in sd:
         raise _foreign(
             f"its {what} Generator has no synthesis.b4.const or mapping.fc0.weight "
-            "(StyleGAN3 and other variants are not supported)"
+            "(other variants are not supported)"
         )
     blocks = _blocks(sd, r"synthesis\.b(\d+)\.conv1\.weight")
     res = blocks[-1]
@@ -409,14 +498,46 @@ def _generator_kwargs_from_state(rec: PersistentRecord, sd: dict, facts: dict, c
     return kwargs | dict(mapping_kwargs=mapping, synthesis_kwargs=synthesis)
 
 
-def _generator(rec: PersistentRecord, what: str) -> tuple[dict, dict[str, torch.Tensor]]:
-    """G's config (from its init kwargs, checked against its tensors) and its state dict."""
+def _release(rec: PersistentRecord, kwargs: dict | None) -> str:
+    """Which code wrote this Generator: stylegan3's networks_stylegan2 stores attributes that
+    stylegan2-ada-pytorch's networks do not (``num_fp16_res`` on the synthesis network,
+    ``fused_modconv_default`` on its blocks), and takes its synthesis options at the top level."""
+    if _attr(_child(rec, "synthesis"), "num_fp16_res", None) is not None:
+        return SG3
+    if _attr(_child(rec, "synthesis.b4"), "fused_modconv_default", None) is not None:
+        return SG3
+    if kwargs is not None and "synthesis_kwargs" not in kwargs and _SG3_TOP & set(kwargs):
+        return SG3
+    return ADA
+
+
+def _stored_facts(rec: PersistentRecord, clamp_layer: str) -> dict:
+    """What the layers' own attributes say: conv_clamp (None = 0), and the W average's decay."""
+    facts = {}
+    layer = _child(rec, clamp_layer)
+    if layer is not None and "conv_clamp" in layer.state:
+        facts["conv_clamp"] = float(layer.state["conv_clamp"] or 0.0)
+    if (beta := _attr(_child(rec, "mapping"), "w_avg_beta", None)) is not None:
+        facts["w_avg_beta"] = float(beta)
+    return facts
+
+
+def _generator(rec: PersistentRecord, what: str) -> tuple[dict, dict, str, dict]:
+    """G's config (from its init kwargs, checked against its tensors and layer attributes), its
+    state dict, the release that wrote it and the options only recorded."""
     sd = _state_dict(rec)
     facts, chans = _generator_facts(sd, what)
     kwargs = _init_kwargs(rec, _G_ARGS)
-    if kwargs is None:
+    release = _release(rec, kwargs)
+    if kwargs is None:  # these kwargs are in stylegan2-ada-pytorch's layout
         kwargs = _generator_kwargs_from_state(rec, sd, facts, chans)
-    config = _read_table(kwargs, _G_TABLE, what) | dict(resample_filter=[1, 3, 3, 1])
+        config = _read_table(kwargs, _g_table(ADA), what)
+    else:
+        config = _read_table(kwargs, _g_table(release), what)
+    stored = _attr(_child(rec, "synthesis.b4"), "fused_modconv_default", True)
+    fused = config.pop("_fused_modconv_default", stored)
+    recorded = {"fused_modconv_default": fused} if release == SG3 else {}
+    config |= dict(resample_filter=[1, 3, 3, 1])
     w_dim, layers = config["w_dim"], config["mapping_layers"]
     if layers < 1 or config["w_avg_beta"] is None:
         raise _Bad(f"{what} has {layers} mapping layers or no W average; GANForge needs both")
@@ -433,7 +554,8 @@ def _generator(rec: PersistentRecord, what: str) -> tuple[dict, dict[str, torch.
     )
     _check_facts(config, facts, what)
     _check_channels(chans, config["channel_base"], config["channel_max"], what)
-    return config, sd
+    _check_facts(config, _stored_facts(rec, "synthesis.b4.conv1"), what, "its layers")
+    return config, sd, release, recorded
 
 
 def _discriminator_facts(sd: dict) -> tuple[dict, dict[int, int]]:
@@ -475,14 +597,15 @@ def _discriminator_kwargs_from_state(rec: PersistentRecord, facts: dict, chans: 
     )
 
 
-def _discriminator(rec: PersistentRecord) -> tuple[dict, dict[str, torch.Tensor]]:
-    """D's config (with resolution, channels, num_classes for the caller) and its state dict."""
+def _discriminator(rec: PersistentRecord, release: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    """D's config (with resolution, channels, num_classes for the caller) and its state dict;
+    ``release`` (G's) gives the defaults of its stored init kwargs."""
     sd = _state_dict(rec)
     facts, chans = _discriminator_facts(sd)
     kwargs = _init_kwargs(rec, _D_ARGS)
     if kwargs is None:
-        kwargs = _discriminator_kwargs_from_state(rec, facts, chans)
-    config = _read_table(kwargs, _D_TABLE, "D")
+        kwargs, release = _discriminator_kwargs_from_state(rec, facts, chans), ADA
+    config = _read_table(kwargs, _d_table(release), "D")
     default_cmap = min(config["d_channel_base"] // 4, config["d_channel_max"])
     cmap, found_cmap = config["d_cmap_dim"] or default_cmap, facts.pop("cmap")
     embed, layer, lr_mult = (config.pop(k) for k in ("_embed", "_layer", "_lr_mult"))
@@ -502,6 +625,8 @@ def _discriminator(rec: PersistentRecord) -> tuple[dict, dict[str, torch.Tensor]
     )
     _check_facts(config, facts, "D")
     _check_channels(chans, config["d_channel_base"], config["d_channel_max"], "D")
+    clamp = _stored_facts(rec, "b4.conv").get("conv_clamp")
+    _check_facts(config, {"d_conv_clamp": clamp}, "D", "its layers")
     return config, sd
 
 
@@ -516,38 +641,54 @@ def _describe(value: object) -> str:
     return value.class_name if isinstance(value, PersistentRecord) else type(value).__name__
 
 
+def _records(record: PersistentRecord):
+    yield record
+    for child in (record.state.get("_modules") or {}).values():
+        if isinstance(child, PersistentRecord):
+            yield from _records(child)
+
+
+def _refuse_stylegan3(rec: PersistentRecord | None) -> None:
+    """StyleGAN3's Generator has the same class name; its synthesis starts with SynthesisInput."""
+    if rec is not None and any(r.class_name == "SynthesisInput" for r in _records(rec)):
+        raise _Bad(STYLEGAN3)
+
+
 def _import(data: object, source: str) -> ImportedNetworks:
     if not isinstance(data, dict) or "G_ema" not in data:
         held = f"a {type(data).__name__}"
         if isinstance(data, dict):
             held = ", ".join(f"{k} ({_describe(v)})" for k, v in data.items()) or "an empty dict"
         raise _foreign(f"it holds {held} and no G_ema Generator")
-    config, g_ema = _generator(_network(data, "G_ema", "Generator"), "G_ema")
+    for key in ("G_ema", "G"):
+        _refuse_stylegan3(_network(data, key, "Generator"))
+    config, g_ema, release, recorded = _generator(_network(data, "G_ema", "Generator"), "G_ema")
     g = d = None
     if (g_rec := _network(data, "G", "Generator")) is not None:
-        g_config, g = _generator(g_rec, "G")
+        g_config, g, _, _ = _generator(g_rec, "G")
         if g_config != config:
             raise _Bad(f"G and G_ema differ: {g_config} vs {config}")
     if (d_rec := _network(data, "D", "Discriminator")) is not None:
-        d_config, d = _discriminator(d_rec)
+        d_config, d = _discriminator(d_rec, release)
         for key in ("resolution", "channels", "num_classes"):
             if d_config.pop(key) != config[key]:
                 raise _Bad(f"D and G_ema differ in {key}")
         config.update(d_config)
     kwargs = data.get("training_set_kwargs")
     kwargs = _plain(kwargs) if isinstance(kwargs, dict) else None
-    return ImportedNetworks(config, g_ema, g, d, kwargs, source)
+    return ImportedNetworks(config, g_ema, g, d, kwargs, source, release, recorded)
 
 
 def read_network_pickle(path: str | Path) -> ImportedNetworks:
-    """Read a StyleGAN2-ADA PyTorch network pickle without executing anything stored in it.
+    """Read a StyleGAN2 network pickle of stylegan2-ada-pytorch or of the stylegan3 release
+    without executing anything stored in it.
 
     Returns G_ema's state dict (required) and G's and D's (None when absent), each with exactly
     the names ``state_dict()`` of the official module gives; the config in GANForge's StyleGAN2
     names (the ``d_*`` and ``mbstd_*`` keys only when D is present); and the run's
-    ``training_set_kwargs``. Raises `UserError` for a TensorFlow-era pickle, a truncated or
-    foreign file, anything that would need code to load, or an architecture GANForge does not
-    support.
+    ``training_set_kwargs``; the release that wrote it (``format``). Raises `UserError` for a
+    TensorFlow-era pickle, a StyleGAN3 (alias-free) network, a truncated or foreign file,
+    anything that would need code to load, or an architecture GANForge does not support.
     """
     path = Path(path)
     try:
