@@ -315,7 +315,7 @@ def biggan_curve(run: Path, n: int) -> list[dict]:
                         "ema": ema,
                         "standing": standing,
                         "threshold": threshold,
-                        **{k: m[k] for k in ("fid", "precision", "recall")},
+                        **{k: m[k] for k in ("fid", "precision", "recall", "label_agreement")},
                     }
                 )
                 print(json.dumps(points[-1]), flush=True)
@@ -358,7 +358,7 @@ def threshold_markdown(row: dict) -> list[str]:
     for each EMA and standing-statistics setting."""
     settings = [(True, False), (True, True), (False, False), (False, True)]
     head = " | ".join(
-        f"{'EMA' if e else 'G'}{' + standing' if s else ''}: FID / P / R" for e, s in settings
+        f"{'EMA' if e else 'G'}{' + standing' if s else ''}: FID / P / R / LA" for e, s in settings
     )
     lines = [
         "",
@@ -367,7 +367,8 @@ def threshold_markdown(row: dict) -> list[str]:
         "The same run sampled with z drawn from a normal truncated at the threshold (entries "
         "beyond it drawn again), from G's EMA copy or G itself, with and without standing "
         "statistics (the batch norms re-estimated over 16 batches of 64 drawn at that "
-        "threshold).  FID, precision (P) and recall (R) of 10,000 images, domain features.",
+        "threshold).  FID, precision (P), recall (R) and label agreement (LA) of 10,000 "
+        "images, domain features.",
         "",
         f"| threshold | {head} |",
         "|---|" + "---|" * len(settings),
@@ -377,7 +378,8 @@ def threshold_markdown(row: dict) -> list[str]:
         cells = []
         for e, s in settings:
             p = next(p for p in curve if (p["threshold"], p["ema"], p["standing"]) == (t, e, s))
-            cells.append(f"{p['fid']:.2f} / {p['precision']:.2f} / {p['recall']:.2f}")
+            agree = f" / {p['label_agreement']:.2f}" if "label_agreement" in p else ""
+            cells.append(f"{p['fid']:.2f} / {p['precision']:.2f} / {p['recall']:.2f}{agree}")
         lines.append(f"| {'none' if t is None else f'{t:g}'} | " + " | ".join(cells) + " |")
     lines += ["", f"![truncation curve](images/benchmarks/{row['family']}-truncation.png)"]
     return lines
