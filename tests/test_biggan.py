@@ -292,6 +292,7 @@ def test_sample_and_interpolate_commands_on_an_imported_run(imported, tmp_path, 
     bad = {
         "--truncation": (["--truncation", "0"], "must be positive"),
         "--class": (["--class", "10"], "class 10 is out of range"),
+        "--translate": (["--translate=0.1,0"], "move StyleGAN3's Fourier features"),
     }
     for extra, message in bad.values():
         assert main(["sample", run, "--n", "2", *extra, "--out", str(tmp_path / "x.png")]) == 2

@@ -339,7 +339,7 @@ def test_import_and_sample_commands_with_translate_and_rotate(tmp_path, capsys):
     assert main(argv) == 0
     moved = np.load(tmp_path / "moved" / "images.npz")["images"]
     g = ganforge.load(run)
-    g.model.set_input_transform(translate=(tx, ty), rotate=meta["user_rotate"])
+    g.set_input_transform(translate=(tx, ty), rotate=meta["user_rotate"])
     expected = ((g.generate(1, seed=1) + 1) * 127.5).round().clamp(0, 255)
     got = torch.from_numpy(moved).permute(0, 3, 1, 2).float()
     assert (got - expected).abs().max() <= 1  # the same images, up to 8-bit rounding

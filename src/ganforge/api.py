@@ -409,6 +409,13 @@ class LoadedModel:
         """What ``truncation`` means for this model: ``psi`` or ``threshold`` (BigGAN)."""
         return self.model.TRUNCATION
 
+    def set_input_transform(
+        self, translate: tuple[float, float] = (0.0, 0.0), rotate: float = 0.0
+    ) -> None:
+        """StyleGAN3: translate (image widths) and rotate (degrees) the images, as the
+        release's gen_images.py ``--translate``/``--rotate`` do; changes this loaded copy."""
+        _input_transform(self, self.path, tuple(translate), rotate)
+
     def standing_stats(self, *, truncation: float | None = None, seed: int = 0) -> None:
         """Re-estimate the generator's batch-norm statistics over many batches of G drawn
         with ``truncation`` ("standing statistics", BigGAN); changes this loaded copy only."""
