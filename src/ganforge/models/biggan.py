@@ -171,15 +171,22 @@ class Layers:
 
     def conv(self, cin: int, cout: int, k: int = 3, bias: bool = True) -> nn.Module:
         if self.sn:
-            opts = dict(num_svs=self.num_svs, num_itrs=self.itrs, eps=self.eps)
-            return SNConv2d(cin, cout, k, padding=k // 2, bias=bias, **opts)
+            return SNConv2d(cin, cout, k, padding=k // 2, bias=bias, **self._sn_options)
         return nn.Conv2d(cin, cout, k, padding=k // 2, bias=bias)
 
     def linear(self, cin: int, cout: int, bias: bool = True) -> nn.Module:
         if self.sn:
-            opts = dict(num_svs=self.num_svs, num_itrs=self.itrs, eps=self.eps)
-            return SNLinear(cin, cout, bias, **opts)
+            return SNLinear(cin, cout, bias, **self._sn_options)
         return nn.Linear(cin, cout, bias)
+
+    def embedding(self, classes: int, dim: int) -> nn.Module:
+        if self.sn:
+            return SNEmbedding(classes, dim, **self._sn_options)
+        return nn.Embedding(classes, dim)
+
+    @property
+    def _sn_options(self) -> dict[str, Any]:
+        return {"num_svs": self.num_svs, "num_itrs": self.itrs, "eps": self.eps}
 
 
 class StoredBatchNorm(nn.Module):
@@ -388,11 +395,7 @@ class Discriminator(nn.Module):
             self.blocks.append(stage)
             cin = cout
         self.linear = layers.linear(cin, 1)
-        if layers.sn:
-            opts = dict(num_svs=cfg.num_svs, num_itrs=cfg.sn_itrs, eps=cfg.sn_eps)
-            self.embed = SNEmbedding(spec.num_classes, cin, **opts)
-        else:
-            self.embed = nn.Embedding(spec.num_classes, cin)
+        self.embed = layers.embedding(spec.num_classes, cin)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         h = x

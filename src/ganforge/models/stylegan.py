@@ -370,11 +370,9 @@ class StyleGAN(TwoPlayerModel):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Truncation around the tracked mean w on the first ``truncation_cutoff`` layers."""
-        truncation = 1.0 if truncation is None else truncation
-        check_sampling(truncation=truncation, noise_mode=noise_mode)
         return net(
             *args,
-            truncation=truncation,
+            truncation=check_sampling(truncation=truncation, noise_mode=noise_mode),
             truncation_cutoff=self.cfg.truncation_cutoff,
             noise_mode=noise_mode,
         )

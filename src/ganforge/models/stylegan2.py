@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..data import DataSpec
-from ..errors import UserError, check
+from ..errors import check
 from ..nn.style import Conv2dLayer, MappingNetwork, SynthesisLayer, ToRGBLayer
 from ..nn.upfirdn import setup_filter, upsample2d
 from ..registry import MODELS
@@ -34,6 +33,7 @@ from .stylenets import (
     Discriminator,
     DiscriminatorSpec,
     check_sampling,
+    class_vector,
     ema_half_life_beta,
 )
 
@@ -223,15 +223,6 @@ class Generator(nn.Module):
             w_avg_beta=cfg.w_avg_beta,
         )
 
-    def one_hot(self, labels: torch.Tensor | None, n: int) -> torch.Tensor | None:
-        if not self.c_dim:
-            return None
-        if labels is None:
-            raise UserError("this generator is class-conditional; give labels")
-        if labels.ndim == 1:
-            return F.one_hot(labels.long(), self.c_dim).float()
-        return labels.float()
-
     def map(
         self,
         z: torch.Tensor,
@@ -241,7 +232,7 @@ class Generator(nn.Module):
         truncation_cutoff: int | None = None,
     ) -> torch.Tensor:
         """z -> ws ``[N, num_ws, w_dim]``, with style mixing in training mode."""
-        c = self.one_hot(labels, z.shape[0])
+        c = class_vector(labels, self.c_dim)
         ws = self.mapping(z, c, truncation_psi=truncation, truncation_cutoff=truncation_cutoff)
         if self.training and self.style_mixing > 0:
             cutoff = int(torch.empty([], dtype=torch.int64).random_(1, self.num_ws))
@@ -394,6 +385,5 @@ class StyleGAN2(TwoPlayerModel):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Truncation around the tracked mean w (not in z), with the chosen noise."""
-        truncation = 1.0 if truncation is None else truncation
-        check_sampling(truncation=truncation, noise_mode=noise_mode)
-        return net(*args, truncation=truncation, noise_mode=noise_mode)
+        psi = check_sampling(truncation=truncation, noise_mode=noise_mode)
+        return net(*args, truncation=psi, noise_mode=noise_mode)

@@ -612,8 +612,7 @@ class StyleGAN2PyTorch(TwoPlayerModel):
     ) -> torch.Tensor:
         """Truncation around ``w_avg``, with the given noise image or one per image drawn by
         ``noise_mode`` (``const``: from ``generator`` when given, see `generate`)."""
-        psi = 1.0 if truncation is None else truncation
-        check_sampling(truncation=psi, noise_mode=noise_mode)
+        psi = check_sampling(truncation=truncation, noise_mode=noise_mode)
         z = args[0]
         noise = getattr(self, "_given_noise", None)
         if noise is None and noise_mode == "const":

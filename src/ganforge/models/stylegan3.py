@@ -42,6 +42,7 @@ from .stylenets import (
     Discriminator,
     DiscriminatorSpec,
     check_sampling,
+    class_vector,
     ema_half_life_beta,
 )
 
@@ -379,15 +380,6 @@ class Generator(nn.Module):
             w_avg_beta=cfg.w_avg_beta,
         )
 
-    def one_hot(self, labels: torch.Tensor | None) -> torch.Tensor | None:
-        if not self.c_dim:
-            return None
-        if labels is None:
-            raise UserError("this generator is class-conditional; give labels")
-        if labels.ndim == 1:
-            return F.one_hot(labels.long(), self.c_dim).float()
-        return labels.float()
-
     def map(
         self,
         z: torch.Tensor,
@@ -397,7 +389,7 @@ class Generator(nn.Module):
         truncation_cutoff: int | None = None,
     ) -> torch.Tensor:
         """z -> ws ``[N, num_ws, w_dim]``, truncated towards the mean w by ``truncation``."""
-        c = self.one_hot(labels)
+        c = class_vector(labels, self.c_dim)
         return self.mapping(z, c, truncation_psi=truncation, truncation_cutoff=truncation_cutoff)
 
     def forward(
@@ -518,6 +510,4 @@ class StyleGAN3(TwoPlayerModel):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Truncation around the tracked mean w (not in z); there is no noise to choose."""
-        truncation = 1.0 if truncation is None else truncation
-        check_sampling(truncation=truncation, noise_mode=noise_mode)
-        return net(*args, truncation=truncation)
+        return net(*args, truncation=check_sampling(truncation=truncation, noise_mode=noise_mode))

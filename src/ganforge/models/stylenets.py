@@ -24,14 +24,28 @@ ARCHITECTURES = ("orig", "skip", "resnet")
 NOISE_MODES = ("random", "const", "none")
 
 
-def check_sampling(*, truncation: float | None = 1.0, noise_mode: str = "const") -> None:
-    """The sampling options of every style-based generator (both StyleGAN families and the
+def check_sampling(*, truncation: float | None = 1.0, noise_mode: str = "const") -> float:
+    """The sampling options of every style-based generator (the style-based families and the
     latent tools), one line for a bad one: psi in [0, 1.5], where above 1 extrapolates away
-    from the mean w, and a known noise mode."""
+    from the mean w, and a known noise mode.  Returns the psi (None, no truncation, is 1)."""
     if noise_mode not in NOISE_MODES:
         raise UserError(f"unknown noise mode {noise_mode!r}; use {', '.join(NOISE_MODES)}")
-    if truncation is not None and not 0 <= truncation <= 1.5:
-        raise UserError(f"truncation {truncation} is out of range; use a value in [0, 1.5]")
+    psi = 1.0 if truncation is None else truncation
+    if not 0 <= psi <= 1.5:
+        raise UserError(f"truncation {psi} is out of range; use a value in [0, 1.5]")
+    return psi
+
+
+def class_vector(labels: torch.Tensor | None, c_dim: int) -> torch.Tensor | None:
+    """What a style-based mapping network takes as its label: class indices ``[N]`` as
+    one-hot rows, rows ``[N, c_dim]`` (blends) as they are, None when unconditional."""
+    if not c_dim:
+        return None
+    if labels is None:
+        raise UserError("this generator is class-conditional; give labels")
+    if labels.ndim == 1:
+        return F.one_hot(labels.long(), c_dim).float()
+    return labels.float()
 
 
 @dataclass(frozen=True)
