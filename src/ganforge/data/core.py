@@ -55,6 +55,7 @@ class DataSpec:
     vocab: tuple[str, ...] = ()  # captioned only
     max_tokens: int = 0  # captioned only
     mean_pixel: tuple[float, ...] | None = None  # masked only: per channel, in [-1, 1]
+    text_embedding_dim: int = 0  # captioned with precomputed embeddings only
 
     def __post_init__(self) -> None:
         # Accept any sequence (a JSON list, say) but store a tuple, so the spec stays hashable.
@@ -89,14 +90,22 @@ class DataSpec:
                 )
         elif cond != (0, 0):
             raise ValueError(f"DataSpec of task {self.task!r} has no image input, got {cond}")
+        if self.text_embedding_dim < 0:
+            raise ValueError(
+                f"DataSpec.text_embedding_dim must be >= 0, got {self.text_embedding_dim!r}"
+            )
         if self.task == "captioned":
-            if self.vocab[:2] != SPECIAL_TOKENS or self.max_tokens < 1:
+            # embeddings without caption texts: no vocabulary at all
+            textless = self.text_embedding_dim > 0 and not self.vocab and not self.max_tokens
+            if not textless and (self.vocab[:2] != SPECIAL_TOKENS or self.max_tokens < 1):
                 raise ValueError(
                     f"a captioned DataSpec needs a vocab starting {SPECIAL_TOKENS} and "
                     f"max_tokens >= 1, got {self.vocab[:2]} and {self.max_tokens}"
                 )
         elif self.vocab or self.max_tokens:
             raise ValueError(f"DataSpec of task {self.task!r} has no captions")
+        elif self.text_embedding_dim:
+            raise ValueError(f"DataSpec of task {self.task!r} has no text embeddings")
 
     def _check_mean_pixel(self) -> None:
         mean = self.mean_pixel
@@ -121,6 +130,7 @@ class DataSpec:
             "vocab": list(self.vocab),
             "max_tokens": self.max_tokens,
             "mean_pixel": None if self.mean_pixel is None else list(self.mean_pixel),
+            "text_embedding_dim": self.text_embedding_dim,
         }
 
     @classmethod
@@ -164,6 +174,18 @@ def mix64(*values: int) -> int:
 def batch_key(seed: int, k: int) -> int:
     """The `key` of training batch k of a run seeded `seed`: `data.batch(index, key=...)`."""
     return mix64(0x6B6579, seed, k)  # 0x6B6579 = "key": keeps these apart from other uses
+
+
+# per-purpose salts of `item_generators`, so the mask of item i and its domain-B draw are
+# unrelated (data/tasks.py and data/precomputed.py)
+MASK_SALT, DOMAIN_SALT, CAPTION_SALT, CROP_SALT = 1, 2, 3, 4
+
+
+def item_generators(index: torch.Tensor, key: int | None, salt: int) -> list[torch.Generator]:
+    """One generator per item of `index` (int64 `[B]`), seeded by (salt, key, item); with
+    key=None by (salt, item) alone, so evaluation batches are the same on every call."""
+    head = (salt, 0) if key is None else (salt, 1, key)
+    return [torch.Generator().manual_seed(mix64(*head, i)) for i in index.tolist()]
 
 
 @dataclass(frozen=True)

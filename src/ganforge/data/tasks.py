@@ -20,6 +20,9 @@ Names (`ganforge list datasets`) read like today's `fmnist` and `folder:PATH`: a
   measured on each image, in several templates (`CAPTION_TEMPLATES`).
 - `captions:PATH` (captioned): images with a `.txt` beside each, one caption a line (subfolders
   are classes and `train/ test/` splits, as in `folder:PATH`).
+- `birds:PATH`, `flowers:PATH` (captioned): StackGAN's data, precomputed char-CNN-RNN sentence
+  embeddings beside the CUB-200-2011 or Oxford-102 images (`data/precomputed.py`); batches carry
+  `embedding` and, when the folder has Reed et al.'s `text_c10/` captions, `text`.
 
 Paired data goes A -> B: with `data.direction` "AtoB" (the default, as pix2pix's `--direction
 AtoB`) A is the input (`cond_image`) and B the target (`image`); "BtoA" swaps them.
@@ -33,6 +36,8 @@ Batch contracts of `batch(index, *, key=None)`, index int64 `[B]`; every image i
 - unpaired: `image_a`, `image_b` (B's items drawn independently of A's)
 - captioned: `image`, `text` (int64 `[B, max_tokens]`; 0 = padding, vocab[0] = "<pad>",
   vocab[1] = "<unk>"), `label` (int64 `[B]`, for labeled data)
+- captioned with precomputed embeddings (`spec.text_embedding_dim` = D > 0): `image`,
+  `embedding` (float32 `[B, D]`, one of the item's), `label`, and `text` only with caption texts
 
 Randomness (mask shapes, the item of domain B, the caption template) comes from one
 `torch.Generator` per item, seeded by `mix64(purpose, key, item index)`: training batch k passes
@@ -67,18 +72,23 @@ from .captions import (
     words,
 )
 from .core import (
+    CAPTION_SALT,
+    CROP_SALT,
     DIRECTIONS,
+    DOMAIN_SALT,
     LOWRES_FACTORS,
     MASK_KINDS,
+    MASK_SALT,
     DataSpec,
     ImageDataset,
     TaskOptions,
     adapt_images,
     convert_channels,
+    item_generators,
     load_dataset,
     make_dataset,
-    mix64,
 )
+from .precomputed import PrecomputedDataset, load_precomputed
 from .sources import (
     IMAGE_EXTENSIONS,
     fit_square,
@@ -93,8 +103,6 @@ from .sources import (
 
 MASK_FILL = 0.0  # value of the hole in a masked cond_image: mid-gray, the middle of [-1, 1]
 EDGE_THRESHOLD = 0.25  # Sobel magnitude (in [0, 1] intensity units, / 4) that counts as an edge
-# per-purpose salts, so the mask of item i and its domain-B draw are unrelated
-MASK_SALT, DOMAIN_SALT, CAPTION_SALT, CROP_SALT = 1, 2, 3, 4
 # random masks (Context Encoder's train_random.lua): uniform noise on a grid of RANDOM_CELLS
 # cells across the image, upsampled bicubically and thresholded at RANDOM_DENSITY; a draw
 # whose hole covers outside RANDOM_AREA of the frame is redrawn
@@ -106,12 +114,6 @@ FMNIST_SNEAKER, FMNIST_ANKLE_BOOT = 7, 9
 def to_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 images -> float32 in [-1, 1], the same arithmetic as `ImageDataset.batch`."""
     return images.float().div_(127.5).sub_(1.0)
-
-
-def item_generators(index: torch.Tensor, key: int | None, salt: int) -> list[torch.Generator]:
-    """One generator per item of `index` (int64 `[B]`), seeded by (salt, key, item)."""
-    head = (salt, 0) if key is None else (salt, 1, key)
-    return [torch.Generator().manual_seed(mix64(*head, i)) for i in index.tolist()]
 
 
 def _randint(low: int, high: int, gen: torch.Generator) -> int:
@@ -877,4 +879,61 @@ def captions(
     texts = [t for item in train_lines for t in item]
     return captioned(
         source, FileCaptions(lines), f"captions:{path}", max_tokens=max_tokens, vocab_texts=texts
+    )
+
+
+def _stackgan_layout(
+    kind: str,
+    arg: str | None,
+    *,
+    split: str,
+    resolution: int | None,
+    channels: int | None,
+    options: TaskOptions,
+) -> PrecomputedDataset:
+    path = _arg_required(kind, arg, f"{kind}:./data/{kind}")
+    resolution = _need_resolution(f"{kind}:{path}", resolution)
+    max_tokens = _max_tokens(options)
+    return load_precomputed(
+        kind, path, split=split, resolution=resolution, channels=channels, max_tokens=max_tokens
+    )
+
+
+@DATASETS.register(
+    "birds",
+    doc="birds:PATH - captioned: StackGAN's birds/ (CUB-200-2011 and char-CNN-RNN embeddings)",
+)
+def birds(
+    arg: str | None,
+    *,
+    split: str,
+    resolution: int | None,
+    channels: int | None,
+    options: TaskOptions,
+    **_: Any,
+) -> PrecomputedDataset:
+    """`--dataset birds:./data/birds`: train/ and test/ with StackGAN's three pickles, and
+    CUB_200_2011/ (images cropped to their bounding boxes); text_c10/ captions optional."""
+    return _stackgan_layout(
+        "birds", arg, split=split, resolution=resolution, channels=channels, options=options
+    )
+
+
+@DATASETS.register(
+    "flowers",
+    doc="flowers:PATH - captioned: StackGAN's flowers/ (Oxford-102 and char-CNN-RNN embeddings)",
+)
+def flowers(
+    arg: str | None,
+    *,
+    split: str,
+    resolution: int | None,
+    channels: int | None,
+    options: TaskOptions,
+    **_: Any,
+) -> PrecomputedDataset:
+    """`--dataset flowers:./data/flowers`: train/ and test/ with StackGAN's three pickles, and
+    Oxford-102's jpg/ folder; text_c10/ captions optional."""
+    return _stackgan_layout(
+        "flowers", arg, split=split, resolution=resolution, channels=channels, options=options
     )
