@@ -195,3 +195,22 @@ def test_sigmoid_output_d_matches_bce_on_probabilities_and_saturates_like_it():
     ours.sum().backward()
     assert raw.grad[2].item() == 0.0 and raw.grad[1].item() != 0.0
     assert ganforge.create_model("dcgan", "classic32").cfg.d_output == "sigmoid"
+
+
+def test_lazy_gradient_penalty_is_its_own_phase_scaled_by_the_interval(tmp_path):
+    _, records = train(tmp_path, "wgan-gp", "reg.every=2", "n_critic=1", steps=4)
+    assert [r["step"] for r in records if "D_reg/gp" in r] == [1, 3]
+    assert not any("D/gp" in r for r in records)  # the critic steps no longer carry it
+
+    from ganforge.regularizers import gradient_penalty
+
+    model = ganforge.create_model("wgan-gp", "tiny", **{"reg.every": 3})
+    s = model.spec
+    real = torch.rand(4, s.channels, s.resolution, s.resolution) * 2 - 1
+    fake = torch.rand(4, s.channels, s.resolution, s.resolution) * 2 - 1
+    torch.manual_seed(1)
+    lazy = model.d_reg_step({"image": real}, {"fake": fake, "fake_inputs": (None,)})
+    torch.manual_seed(1)
+    eager = gradient_penalty(lambda x: model.critic(x, None), real, fake, weight=10.0)
+    assert torch.allclose(lazy["gp"], 3 * eager["loss"])  # the average strength is kept
+    assert torch.equal(lazy["loss"], lazy["gp"])

@@ -40,7 +40,9 @@ class RegConfig:
     gp_one_sided: bool = False  # penalise only gradient norms above 1
     r1: float = 0.0  # R1 gamma: gradient penalty on real images (StyleGAN2)
     r2: float = 0.0  # R2 gamma: the same on generated images
-    every: int = 1  # lazy interval for R1/R2: every N steps, the loss scaled by N
+    # lazy interval of the penalties (R1, R2 and gp): every N steps in a D step of their own,
+    # the loss scaled by N (StyleGAN2's lazy R1; Karras et al. 2020)
+    every: int = 1
     clip: float = 0.0  # clamp D's weights to [-clip, clip] after each step (WGAN: 0.01)
     ortho: float = 0.0  # orthogonal regularization of G's weights (BigGAN: 1e-4)
     # drift * E[D(real)^2] (ProGAN: 0.001): a Wasserstein critic's loss depends only on the
@@ -224,7 +226,7 @@ class TwoPlayerModel(GANModel):
                 after=after,
             ),
         ]
-        if (r.r1 or r.r2) and r.every > 1:  # lazy regularization as its own phase
+        if (r.r1 or r.r2 or r.gp) and r.every > 1:  # lazy regularization as its own phase
             phases.append(
                 Phase(
                     "D_reg",
@@ -353,7 +355,7 @@ class TwoPlayerModel(GANModel):
         return losses
 
     def d_reg_step(self, batch: Batch, ctx: dict[str, Any]) -> Losses:
-        """Lazy R1/R2: every ``reg.every`` steps, scaled by the interval (StyleGAN2)."""
+        """Lazy R1/R2/gp: every ``reg.every`` steps, scaled by the interval (StyleGAN2)."""
         r = self.cfg.reg
         labels = batch.get("label") if self.task.labels else None
         real = batch["image"].detach().requires_grad_(bool(r.r1))
@@ -395,12 +397,12 @@ class TwoPlayerModel(GANModel):
             out["r1"] = r1_penalty(real, real_logits, gamma=r.r1, interval=interval)["loss"]
         if use_r2:
             out["r2"] = r2_penalty(fake, fake_logits, gamma=r.r2, interval=interval)["loss"]
-        if r.gp and interval == 1:
+        if r.gp and interval == r.every:  # eager (every 1) in d_step, else here, scaled
             gp = gradient_penalty(
                 self.critic if labels is not None else (lambda x: self.critic(x, None)),
                 real.detach(),
                 fake.detach(),
-                weight=r.gp,
+                weight=r.gp * interval,
                 one_sided=r.gp_one_sided,
                 labels=labels,
             )
