@@ -53,6 +53,7 @@ FAMILIES = [
     "context-encoder-l2",
     "srresnet",
     "srgan",
+    "stackgan",
 ]
 #: rows that train a family with settings of their own: the paper's ablation without identity
 VARIANTS = {
@@ -84,7 +85,9 @@ TRUNCATION_SWEEP = {"stylegan2": (1.0, 0.7, 0.5)}
 
 #: families whose preset's step count carries a schedule (the learning rate decays to zero at
 #: its end): they train to it, or until the budget runs out if that comes first
-SCHEDULED = {"cyclegan", "pix2pix", "context-encoder", "srgan"}
+SCHEDULED = {"cyclegan", "pix2pix", "context-encoder", "srgan", "stackgan"}
+#: families that train in stages get the budget once per stage (stackgan: Stage-I, Stage-II)
+BUDGET_STAGES = {"stackgan": 2}
 
 
 def train(family: str, budget_s: float, out: Path, seed: int) -> Path:
@@ -255,6 +258,11 @@ def measure(family: str, run: Path, n: int) -> dict:
     if base in TRANSLATION:
         steps = max(int(p.name.split("-")[1]) for p in (run / "checkpoints").glob("step-*"))
         return {"family": family, "steps": steps, "translation": translation_measures(base, run)}
+    if base == "stackgan":
+        from stackgan_measures import measure_stackgan
+
+        steps = max(int(p.name.split("-")[1]) for p in (run / "checkpoints").glob("step-*"))
+        return {"family": family, "steps": steps, "stackgan": measure_stackgan(run, n)}
     metrics = "fid,kid,pr,cas" if family in CONDITIONAL else "fid,kid,pr"
     report = evaluate_run(run, metrics=metrics, n=n, out=run / "eval.json")
     meta_steps = max(int(p.name.split("-")[1]) for p in (run / "checkpoints").glob("step-*"))
@@ -553,15 +561,83 @@ def image_task_markdown(rows: list[dict], budget_min: float) -> list[str]:
     return lines
 
 
+def text_markdown(rows: list[dict], budget_min: float) -> list[str]:
+    """stackgan on fmnist-captions: Stage-I (upsampled) beside Stage-II, the caption's class
+    and attributes found in the images, and the text encoder's R-precision."""
+    lines: list[str] = []
+    for r in rows:
+        m = r["stackgan"]
+        s1, s2, floor = m["stage1_upsampled"], m["stage2"], m["real_vs_real"]
+        attrs, rp = m["attributes"], m["r_precision"]
+        lines += [
+            "",
+            "## Text to image: `stackgan` on fmnist-captions",
+            "",
+            f"`stackgan --preset fmnist` trained for **{BUDGET_STAGES['stackgan']} x "
+            f"{budget_min:g} CPU minutes** in one run ({r['steps']:,} steps in all: Stage-I "
+            "at 16 px first, then Stage-II at 32 px with Stage-I frozen), then sampled for the "
+            f"captions of {m['n']:,} test items (one caption each; Stage-I and Stage-II images "
+            "share z and the conditioning noise). Domain features against the test split; "
+            "class agreement: the domain classifier's class of the image against the class "
+            "the caption names.",
+            "",
+            "| output | FID | KID | class agreement |",
+            "|---|---|---|---|",
+            f"| Stage-I, upsampled to 32 px | {s1['fid']:.2f} | {s1['kid']:.3f} | "
+            f"{s1['class_agreement']:.2f} |",
+            f"| Stage-II | {s2['fid']:.2f} | {s2['kid']:.3f} | {s2['class_agreement']:.2f} |",
+            f"| real vs real (train vs test) | {floor['fid']:.2f} | {floor['kid']:.3f} | |",
+            "",
+            "Attributes the captions name, measured on the Stage-II images the way the captions "
+            "were written from the real ones (`data/captions.py`: object level, width, fill): "
+            "how often the measured word is the caption's (chance 1/3), and the mean measured "
+            "value for the high word minus for the low word (positive: the images follow the "
+            "captions). The real test images, measured the same way, are the ceiling.",
+            "",
+            "| attribute | captions naming it | agreement (Stage-II) | agreement (real) | "
+            "high - low (Stage-II) | high - low (real) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name in attrs["stage2"]:
+            a, b = attrs["stage2"][name], attrs["real"][name]
+            diff = next(k for k in a if "_minus_" in k)
+            lines.append(
+                f"| {name} ({diff.replace('_minus_', ' - ')}) | {a['captions']:,} | "
+                f"{a['agreement']:.2f} | {b['agreement']:.2f} | {a[diff]:.3f} | {b[diff]:.3f} |"
+            )
+        if rp.get("real") is not None:
+
+            def fmt(v):
+                return f"{v['r_precision']:.3f}" if isinstance(v, dict) else f"{v:.3f}"
+
+            lines += [
+                "",
+                f"R-precision of the text encoder (the right caption ranked first among "
+                f"{rp['candidates']} by the DAMSM-like image-text score; chance "
+                f"{rp['chance']:.2f}): real test images {fmt(rp['real'])}, Stage-II images "
+                f"{fmt(rp['generated'])}.",
+            ]
+        lines += [
+            "",
+            "Stage-II images for 32 test captions, each printed under its image "
+            "(`ganforge sample RUN --n 32`):",
+            "",
+            f"![{r['family']}](images/benchmarks/{r['family']}.png)",
+        ]
+    return lines
+
+
 def markdown(rows: list[dict], budget_min: float, n: int, commands: list[str]) -> str:
     translators = [r for r in rows if "translation" in r]
     imaging = [r for r in rows if "image_task" in r]
-    rows = [r for r in rows if "translation" not in r and "image_task" not in r]
+    texting = [r for r in rows if "stackgan" in r]
+    rows = [r for r in rows if not {"translation", "image_task", "stackgan"} & set(r)]
     if not rows:
         lines = ["# Quality benchmark"]
         if translators:
             lines += translation_markdown(translators, budget_min)
         lines += image_task_markdown(imaging, budget_min)
+        lines += text_markdown(texting, budget_min)
         return "\n".join([*lines, "", "To reproduce:", "", "```bash", *commands, "```", ""])
     base = rows[0]["real_vs_real"]
     lines = [
@@ -626,6 +702,8 @@ def markdown(rows: list[dict], budget_min: float, n: int, commands: list[str]) -
         lines += translation_markdown(translators, budget_min)
     if imaging:
         lines += image_task_markdown(imaging, budget_min)
+    if texting:
+        lines += text_markdown(texting, budget_min)
     lines += ["", "To reproduce:", "", "```bash", *commands, "```", ""]
     return "\n".join(lines)
 
@@ -675,7 +753,8 @@ def main() -> None:
                     f"--budget-minutes {args.budget_minutes:g} --n {args.n} --update",
                 }
         else:
-            run = train(family, args.budget_minutes * 60, run, args.seed)
+            budget = args.budget_minutes * 60 * BUDGET_STAGES.get(family, 1)
+            run = train(family, budget, run, args.seed)
         row = measure(family, run, args.n)
         if args.eval_only:
             row["wall_s"] = previous[family]["wall_s"]  # the training run's
@@ -688,6 +767,10 @@ def main() -> None:
         grid = sorted((run / "samples").glob("step-*.png"))[-1]
         target = ROOT / "docs" / "images" / "benchmarks" / f"{family}.png"
         target.parent.mkdir(parents=True, exist_ok=True)
+        if family == "stackgan":  # test-split captions printed under their images
+            from ganforge.api import write_samples
+
+            grid = write_samples(run, n=32, seed=args.seed, out=run / "captioned.png")[0]
         shutil.copy(grid, target)
         if "truncation" in row:
             plot_truncation(row, target.with_name(f"{family}-truncation.png"))

@@ -77,6 +77,18 @@ def synthetic_data(resolution: int, n: int = 4096, task: str = "plain", cfg=None
         # named after the preset's data, so srgan's content network is the domain network of
         # Fashion-MNIST its runs use (built once and cached, before the timed steps)
         return LowresDataset(plain, (data and data.factor) or 4, "lowres:fmnist")
+    if task == "captioned":  # two captions an image, of the fmnist-captions kind
+        from ganforge.data.captions import FMNIST_NOUNS, SHADE_WORDS, WIDTH_WORDS, FileCaptions
+        from ganforge.data.tasks import captioned
+
+        lines = [
+            (
+                f"a {SHADE_WORDS[i % 3]} {FMNIST_NOUNS[i % 10]}",
+                f"a {WIDTH_WORDS[i % 3]} {SHADE_WORDS[(i // 3) % 3]} {FMNIST_NOUNS[i % 10]}",
+            )
+            for i in range(n)
+        ]
+        return captioned(plain, FileCaptions(lines), "synthetic-captions", max_tokens=None)
     return plain
 
 
@@ -111,15 +123,14 @@ def bench_family(model: str, preset: str | None, batch: int, steps: int) -> dict
             flops = counter.get_total_flops() / batch
         except RuntimeError:  # the counter cannot follow autograd.grad (gradient penalties)
             flops = None
-        for _ in range(5):
-            trainer._iteration(meter)
-            trainer.step += 1
-        start = time.perf_counter()
-        for _ in range(steps):
-            trainer._iteration(meter)
-            trainer.step += 1
-        meter.pop_means()  # forces the pending values, as a logging tick would
-        train_rate = steps * batch / (time.perf_counter() - start)
+        train_rate = timed_iterations(trainer, meter, steps) * batch
+        # families that train in stages (phase windows): each stage from its first step
+        starts = sorted({p.start for p in trainer.phases})
+        by_stage = {}
+        if len(starts) > 1:
+            for first in starts:
+                trainer.step = first
+                by_stage[str(first)] = round(timed_iterations(trainer, meter, steps) * batch, 1)
         m = trainer.model
         produce = output_function(m, data, batch)
         for _ in range(3):
@@ -136,7 +147,21 @@ def bench_family(model: str, preset: str | None, batch: int, steps: int) -> dict
         "generate_images_per_s": round(gen_rate, 1),
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "gflops_per_train_image": round(flops / 1e9, 4) if flops is not None else None,
+        **({"train_images_per_s_from_step": by_stage} if by_stage else {}),
     }
+
+
+def timed_iterations(trainer, meter, steps: int) -> float:
+    """Iterations per second over ``steps`` iterations from ``trainer.step``, after 5 untimed."""
+    for _ in range(5):
+        trainer._iteration(meter)
+        trainer.step += 1
+    start = time.perf_counter()
+    for _ in range(steps):
+        trainer._iteration(meter)
+        trainer.step += 1
+    meter.pop_means()  # forces the pending values, as a logging tick would
+    return steps / (time.perf_counter() - start)
 
 
 def trainer_task(model: str, cfg) -> str:

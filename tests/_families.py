@@ -9,10 +9,15 @@ from conftest import make_dataset
 
 from ganforge.config import build_config
 from ganforge.data import DataSpec, UnpairedDataset
-from ganforge.data.tasks import LowresDataset, MaskedDataset, PairedDataset
+from ganforge.data.captions import FileCaptions, build_vocab, tokenize
+from ganforge.data.tasks import CaptionedDataset, LowresDataset, MaskedDataset, PairedDataset
 from ganforge.models import get_family
 
 CLASSES = 10
+# captioned data: the vocabulary of TINY_CAPTIONS ("<pad>", "<unk>", then the words, sorted)
+TINY_CAPTIONS = ("a dark coat", "a light small sandal", "a wide gray bag", "a narrow dark shirt")
+TINY_VOCAB = build_vocab(TINY_CAPTIONS)
+TINY_MAX_TOKENS = 4
 
 
 def tiny_spec(name: str) -> DataSpec:
@@ -25,6 +30,8 @@ def tiny_spec(name: str) -> DataSpec:
         cond = {"cond_channels": 1, "cond_resolution": r}
     elif task.data == "lowres":
         cond = {"cond_channels": 1, "cond_resolution": r // (cfg.data.factor or 4)}
+    elif task.data == "captioned":
+        cond = {"vocab": TINY_VOCAB, "max_tokens": TINY_MAX_TOKENS}
     return DataSpec(
         channels=1,
         resolution=r,
@@ -58,6 +65,9 @@ def example_batch(model, n: int = 8, seed: int = 1) -> dict[str, torch.Tensor]:
     batch = {"image": images(), "label": torch.arange(n) % CLASSES}
     if kind in ("paired", "lowres", "masked"):
         batch["cond_image"] = images(spec.cond_channels or spec.channels, spec.cond_resolution or r)
+    if kind == "captioned":
+        texts = [TINY_CAPTIONS[i % len(TINY_CAPTIONS)] for i in range(n)]
+        batch["text"] = tokenize(texts, spec.vocab, spec.max_tokens)
     if kind == "masked":
         mask = torch.zeros(n, 1, r, r)
         mask[..., r // 4 : 3 * r // 4, r // 4 : 3 * r // 4] = 1
@@ -85,4 +95,9 @@ def tiny_data(name: str, n: int = 32):
         return MaskedDataset(plain, "center", "masked:synthetic")
     if spec.task == "lowres":
         return LowresDataset(plain, spec.resolution // spec.cond_resolution, "lowres:synthetic")
+    if spec.task == "captioned":
+        lines = [TINY_CAPTIONS[i % 4 : i % 4 + 2] for i in range(n)]  # 1 or 2 captions each
+        return CaptionedDataset(
+            plain, FileCaptions(lines), TINY_VOCAB, TINY_MAX_TOKENS, "synthetic"
+        )
     raise NotImplementedError(f"no tiny data for the {spec.task} task yet; add it here")

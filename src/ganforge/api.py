@@ -611,18 +611,33 @@ def write_samples(
     standing_stats: bool = False,
     translate: tuple[float, float] | None = None,
     rotate: float | None = None,
+    text: str | None = None,
+    stage: int | None = None,
 ) -> tuple[Path, Path]:
     """Write a PNG grid of ``n`` images of a run (default ``RUN/samples/sample-seed<S>.png``;
     conditional models without ``label``: one column per class; image-to-image models: their
     preview of the first ``n`` test items, e.g. cyclegan's six rows A, G_AB(A), G_BA(G_AB(A)),
     B, G_BA(B), G_AB(G_BA(B)) of ``n // 6`` columns).  ``standing_stats``: re-estimate the
-    batch-norm statistics first (biggan).  Returns the PNG and the checkpoint the images
+    batch-norm statistics first (biggan).  Text-to-image models (stackgan): images for
+    caption ``text``, or for ``n`` captions of the test split, each printed under its image;
+    ``stage`` 1 shows the Stage-I images.  Returns the PNG and the checkpoint the images
     came from."""
     from .images import check_grid_fits, save_grid
 
     g = load(run, checkpoint=checkpoint, device=device)
     _input_transform(g, run, translate, rotate)
     check_grid_fits(n, g.spec.resolution, "--n")  # before a single image is made
+    if g.model.task.text:
+        if label is not None:
+            raise UserError(f"--class is for class-conditional models; '{run}' takes captions")
+        images, captions = _captioned_samples(g, n, seed, text, stage, truncation)
+        path = _output_file(out, run, "samples", f"sample-seed{seed}.png")
+        return _save_captioned_grid(images, captions, path), g.path
+    if text is not None or stage is not None:
+        raise UserError(
+            f"--text and --stage are for text-to-image models (stackgan); '{run}' is a "
+            f"{g.config.model} run"
+        )
     if g.model.task.kind != "noise":  # image families: their preview of the test split
         if label is not None:
             raise UserError(f"--class is for class-conditional models; '{run}' is not one")
@@ -637,6 +652,143 @@ def write_samples(
     path = _output_file(out, run, "samples", f"sample-seed{seed}.png")
     save_grid(images, path, nrow=nrow)
     return path, g.path
+
+
+def _captioned_samples(
+    g: LoadedModel, n: int, seed: int, text: str | None, stage: int | None, truncation
+) -> tuple[torch.Tensor, list[str]]:
+    """Images of a text-to-image model and the caption of each: ``text`` for all of them,
+    or ``n`` items of the test split drawn with ``seed`` (their sentence embeddings for a
+    run on precomputed ones; the class name when no caption text exists)."""
+    options = {"seed": seed, "stage": 2 if stage is None else stage, "truncation": truncation}
+    if text is not None:
+        return g.generate(n, text=[text], **options), [text] * n
+    data = _caption_data(g)
+    index = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
+    if n > len(data):
+        index = index.repeat(-(-n // len(data)))[:n]
+    if getattr(g.spec, "text_embedding_dim", 0) > 0:
+        embedding = data.batch(index)["embedding"]
+        if getattr(data, "has_texts", False):
+            captions = data.texts(index)
+        else:
+            names = g.spec.class_names
+            labels = data.batch(index)["label"].tolist()
+            captions = [f"({names[k] if names else k})" for k in labels]
+        return g.generate(n, embedding=embedding, **options), captions
+    captions = data.texts(index)
+    return g.generate(n, text=captions, **options), captions
+
+
+def _caption_data(g: LoadedModel) -> Any:
+    """The run's test split, or its training split where the data has no test split."""
+    from .data import load_dataset
+
+    d = g.config.data
+    load = {
+        "resolution": g.config.family.resolution,
+        "channels": d.channels,
+        "data_dir": d.dir,
+        "download": d.download,
+        "options": d.task_options(),
+    }
+    try:
+        return load_dataset(d.name, split="test", **load)
+    except UserError as err:
+        print(f"note: {err}; the captions come from the training split", file=sys.stderr)
+        return load_dataset(d.name, split="train", **load)
+
+
+#: the least side a captioned grid shows an image at, and the caption lines under it
+CAPTION_CELL, CAPTION_LINES = 96, 5
+
+
+def captioned_grid(images: torch.Tensor, captions: list[str], nrow: int | None = None):
+    """A PIL image of ``images`` [N, C, H, W] in [-1, 1] in a grid (``nrow`` a row, default
+    near-square), each enlarged (nearest) to at least CAPTION_CELL px with its caption
+    printed under it in Pillow's built-in font, wrapped to the cell's width (at most
+    CAPTION_LINES lines; a longer caption ends in "...")."""
+    import math
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    from .images import to_uint8
+
+    pictures = to_uint8(images)
+    n, h, w, c = pictures.shape
+    scale = max(1, math.ceil(CAPTION_CELL / max(h, w)))
+    font = ImageFont.load_default()
+    line = 11  # the built-in font's line height in px
+    cell_w, cell_h = w * scale + 8, h * scale + 6 + CAPTION_LINES * line
+    nrow = nrow or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / nrow)
+    sheet = Image.new("RGB", (nrow * cell_w, rows * cell_h), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i in range(n):
+        x, y = (i % nrow) * cell_w + 4, (i // nrow) * cell_h + 2
+        tile = Image.fromarray(pictures[i, ..., 0] if c == 1 else pictures[i]).convert("RGB")
+        sheet.paste(tile.resize((w * scale, h * scale), Image.NEAREST), (x, y))
+        wrapped = _wrap(captions[i], cell_w - 8, lambda t: draw.textlength(t, font=font))
+        for k, text in enumerate(wrapped):
+            draw.text((x, y + h * scale + 2 + k * line), text, fill="black", font=font)
+    return sheet
+
+
+def _wrap(text: str, width: float, length) -> list[str]:
+    """``text`` in lines no wider than ``width`` (``length`` measures a line), word by word;
+    at most CAPTION_LINES, the last ending in "..." when the text goes on."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and length(f"{lines[-1]} {word}") <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    if len(lines) > CAPTION_LINES:
+        lines = lines[:CAPTION_LINES]
+        lines[-1] += " ..."
+    return lines
+
+
+def _save_captioned_grid(images: torch.Tensor, captions: list[str], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    captioned_grid(images, captions).save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return path
+
+
+def write_text_walk(
+    run: str | Path,
+    texts: list[str],
+    *,
+    frames: int = 60,
+    seed: int = 0,
+    stage: int | None = None,
+    fps: float = 20.0,
+    checkpoint: str | None = None,
+    device: str = "cpu",
+    out: str | Path | None = None,
+) -> tuple[Path, Path, int]:
+    """Text-to-image models: an animated GIF walking from caption to caption of ``texts`` in
+    the condition space (the conditioning augmentation's means), z fixed by ``seed``.
+    Returns the GIF, the checkpoint and the number of frames."""
+    from .images import check_frames_fit
+    from .tools.latent import save_gif
+
+    if not fps > 0:
+        raise UserError(f"--fps {fps} must be positive (e.g. 20)")
+    g = load(run, checkpoint=checkpoint, device=device)
+    walk = getattr(g.model, "text_walk", None)
+    if walk is None:
+        raise UserError(
+            f"--texts walks between captions of a text-to-image model (stackgan); '{run}' is "
+            f"a {g.config.model} run (use --seeds)"
+        )
+    check_frames_fit(frames, g.spec.channels, g.spec.resolution, "--frames")
+    images = walk(list(texts), frames, seed=seed, stage=2 if stage is None else stage)
+    path = _output_file(out, run, "samples", "walk-texts.gif")
+    save_gif(images, path, fps=fps)
+    return path, g.path, frames
 
 
 def _input_transform(

@@ -107,7 +107,15 @@ def _add_latent_parsers(sub) -> None:
         "--seed S' shows).  Style-based models walk in W by default, others in z.",
     )
     p.add_argument("run", help="run folder (trained or imported)")
-    p.add_argument("--seeds", required=True, help="seeds in walk order, e.g. 1,2,3 or 0-4")
+    p.add_argument("--seeds", help="seeds in walk order, e.g. 1,2,3 or 0-4")
+    p.add_argument(
+        "--texts",
+        nargs="+",
+        metavar="TEXT",
+        help="text-to-image models (stackgan): captions in walk order, walked in the "
+        'condition space: --texts "a dark coat","a light sandal" (or one caption per argument)',
+    )
+    p.add_argument("--stage", type=int, choices=[1, 2], help="stackgan: 1 walks Stage-I images")
     p.add_argument(
         "--frames",
         type=_int,
@@ -273,6 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="style-based models' per-pixel noise (default: const, repeatable)",
     )
     p.add_argument("--out", help="output PNG (default: RUN/samples/sample-seed<S>.png)")
+    p.add_argument(
+        "--text",
+        help="text-to-image models (stackgan): the caption of every image; default: captions "
+        "of the test split, each printed under its image",
+    )
+    p.add_argument("--stage", type=int, choices=[1, 2], help="stackgan: 1 shows the Stage-I images")
     p.add_argument(
         "--translate",
         type=_pair,
@@ -593,6 +607,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
         standing_stats=args.standing_stats,
         translate=args.translate,
         rotate=args.rotate,
+        text=args.text,
+        stage=args.stage,
         **where,
     )
     print(f"wrote the sample grid {out} from {source}")
@@ -623,8 +639,26 @@ def _sample_seeds(args: argparse.Namespace) -> None:
 
 
 def cmd_interpolate(args: argparse.Namespace) -> None:
-    from .api import parse_int_list, write_walk
+    from .api import parse_int_list, write_text_walk, write_walk
 
+    if (args.seeds is None) == (args.texts is None):
+        raise UserError("give --seeds (a walk through latents) or --texts (through captions)")
+    if args.texts is not None:
+        texts = args.texts[0].split(",") if len(args.texts) == 1 else args.texts
+        out, source, frames = write_text_walk(
+            args.run,
+            [t.strip() for t in texts],
+            frames=args.frames,
+            stage=args.stage,
+            fps=args.fps,
+            checkpoint=args.checkpoint,
+            device=args.device,
+            out=args.out,
+        )
+        print(f"wrote {frames} frames through {len(texts)} captions from {source} to {out}")
+        return
+    if args.stage is not None:
+        raise UserError("--stage goes with --texts (stackgan)")
     label = None if args.label is None else parse_int_list(args.label, "--class")
     out, source, frames = write_walk(
         args.run,

@@ -201,6 +201,8 @@ class Trainer:
                 "(ganforge list datasets)"
             )
         self.model: GANModel = family(cfg.family, self.data.spec).to(self.device)
+        if not resume:  # a resumed run has what prepare builds from its checkpoint
+            self.model.prepare(self.data)
         if t.channels_last:
             self.model.to(memory_format=torch.channels_last)
         dist.broadcast_module(self.model)

@@ -134,7 +134,7 @@ def evaluate(
     if sets or generator:
         # ppl always measures with the domain network: Inception quantizes its input to 8
         # bits, which erases an epsilon step
-        labeled = q.dataset if kind == "noise" else feature_source(q.dataset)
+        labeled = feature_source(q.dataset)  # fmnist-captions, masked:fmnist -> fmnist
         net, record, q.res, q.ch = _feature_network(
             features if sets else "domain", labeled, data_dir, model, inception_weights
         )

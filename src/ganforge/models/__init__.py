@@ -15,6 +15,7 @@ from . import (  # noqa: F401  (registration side effect)
     pix2pix,
     progan,
     srgan,
+    stackgan,
     stylegan,
     stylegan2,
     stylegan2_pytorch,

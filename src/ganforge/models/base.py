@@ -307,6 +307,13 @@ class GANModel(nn.Module):
         this iteration's steps; none by default."""
         return ()
 
+    def prepare(self, data: Any) -> None:
+        """Called by the engine once, when a run starts afresh (never on resume, never by
+        `ganforge.load`), with the training data: a family that builds something from the
+        data before the first step (StackGAN's text encoder, from its cache) does it here.
+        What it builds must live in the state dict, so resumed and loaded runs take it from
+        the checkpoint.  Nothing by default."""
+
     def param_groups(self) -> dict[str, OptimSpec]:
         raise NotImplementedError
 
