@@ -21,7 +21,9 @@ from ganforge.nn.style import (
     FullyConnectedLayer,
     MappingNetwork,
     MinibatchStdLayer,
+    SynthesisLayer,
     bias_act,
+    demodulation_coefficients,
     modulated_conv2d,
 )
 from ganforge.nn.upfirdn import conv2d_resample, downsample2d, setup_filter, upfirdn2d, upsample2d
@@ -124,6 +126,37 @@ def test_fused_and_unfused_modulated_conv_agree(up):
     a = modulated_conv2d(x, w, s, fused=True, **kw)
     b = modulated_conv2d(x, w, s, fused=False, **kw)
     assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_demodulation_coefficients_equal_the_modulated_weights_norm():
+    """The [N, I] x [I, O] form equals the norm of the [N, O, I, k, k] modulated weights."""
+    torch.manual_seed(0)
+    w, s = torch.randn(5, 4, 3, 3, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)
+    modulated = w.unsqueeze(0) * s.reshape(3, 1, 4, 1, 1)
+    expected = (modulated.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()
+    assert torch.allclose(demodulation_coefficients(w, s), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("up, clamp", [(1, None), (2, None), (2, 0.5)])
+def test_a_synthesis_layer_trains_the_function_it_samples(up, clamp):
+    """Training's unfused path (one multiply-add before the activation) computes what the
+    fused inference path does: values and the gradients of the weights, styles and noise."""
+    torch.manual_seed(0)
+    layer = SynthesisLayer(4, 5, 8, 6 * up, up=up, conv_clamp=clamp)
+    with torch.no_grad():
+        layer.bias.normal_(), layer.noise_strength.fill_(0.3)
+    x, w = torch.randn(3, 4, 6, 6), torch.randn(3, 8)
+    outs = []
+    for fused in (True, False):
+        layer.zero_grad()
+        y = layer(x, w, noise_mode="const", fused=fused, gain=math.sqrt(0.5))
+        (y * torch.linspace(-1, 1, y.numel()).reshape(y.shape)).sum().backward()
+        grads = [layer.weight.grad, layer.affine.weight.grad, layer.noise_strength.grad]
+        outs.append((y.detach(), [g.clone() for g in grads]))
+    (a, ga), (b, gb) = outs
+    assert torch.allclose(a, b, atol=1e-5)
+    for g1, g2 in zip(ga, gb, strict=True):
+        assert torch.allclose(g1, g2, atol=1e-4, rtol=1e-4)
 
 
 def test_minibatch_stddev_groups_are_strided():
