@@ -33,9 +33,10 @@ LAYERS = {
     "tools": 4,
     "api": 5,
     "cli": 6,
+    "studio": 6,  # the web front end, beside the CLI
 }
 TOP = 7  # the package facade and ``python -m ganforge``
-CLI_MAY_IMPORT = {f"{PKG}.api", f"{PKG}.errors"}
+CLI_MAY_IMPORT = {f"{PKG}.api", f"{PKG}.errors", f"{PKG}.studio"}
 
 
 def modules() -> dict[str, Path]:

@@ -437,6 +437,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: RUN/upscaled)")
     _add_run_options(p)
 
+    p = sub.add_parser(
+        "studio",
+        help="a local web app to look at runs and use their models (the studio extra)",
+        description="Serve the studio on the runs under RUNS_DIR (default: runs) and print its "
+        "address.  It listens on 127.0.0.1 unless --host says otherwise and loads nothing "
+        "from the network.",
+    )
+    p.add_argument("runs", nargs="*", metavar="RUNS_DIR", help="folders holding runs")
+    p.add_argument(
+        "--port", type=_int, default=8765, help="port (default: 8765; 0 picks a free one)"
+    )
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: 127.0.0.1, this machine only)",
+    )
+    p.add_argument("--device", default="cpu", help="cpu (default) | cuda | auto")
+
     p = sub.add_parser("features", help="build the domain feature network of a data set")
     p.add_argument(
         "action", choices=["train"], help="train: build it now (else built on first use)"
@@ -755,6 +773,12 @@ def cmd_upscale(args: argparse.Namespace) -> None:
     print(f"wrote {len(written)} upscaled images from {source} to {written[0].parent}")
 
 
+def cmd_studio(args: argparse.Namespace) -> None:
+    from .studio import serve
+
+    serve(args.runs or ["runs"], host=args.host, port=args.port, device=args.device)
+
+
 def cmd_import(args: argparse.Namespace) -> None:
     from .api import import_network
 
@@ -784,6 +808,7 @@ COMMANDS = {
     "translate": cmd_translate,
     "inpaint": cmd_inpaint,
     "upscale": cmd_upscale,
+    "studio": cmd_studio,
 }
 
 
