@@ -115,6 +115,8 @@ class Conv2dLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
 
     def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+        if self.up == 1:
+            return self._forward_folded(x, gain)
         w = (self.weight * self.weight_gain).to(x.dtype)
         x = conv2d_resample(
             x,
@@ -128,6 +130,28 @@ class Conv2dLayer(nn.Module):
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         b = self.bias.to(x.dtype) if self.bias is not None else None
         return bias_act(x, b, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+
+    def _forward_folded(self, x: torch.Tensor, gain: float) -> torch.Tensor:
+        """Without upsampling the convolution comes last, so it takes the bias, and the gain
+        goes into the weights (every activation here is positively homogeneous: ``act(g t) =
+        g act(t)`` for ``g > 0``): the same function as conv + bias_act with one pass over the
+        activations after the convolution instead of three."""
+        g = self.act_gain * gain
+        w = (self.weight * (self.weight_gain * g)).to(x.dtype)
+        b = (self.bias * g).to(x.dtype) if self.bias is not None else None
+        x = conv2d_resample(
+            x,
+            w,
+            self.resample_filter,
+            down=self.down,
+            padding=self.padding,
+            flip_weight=True,
+            bias=b,
+        )
+        x = ACTIVATIONS[self.activation][0](x)
+        if self.conv_clamp is not None and self.conv_clamp >= 0:
+            x = x.clamp(-self.conv_clamp * gain, self.conv_clamp * gain)
+        return x
 
 
 def demodulation_coefficients(weight: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:

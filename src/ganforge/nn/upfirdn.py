@@ -93,13 +93,17 @@ def conv2d_resample(
     padding: int = 0,
     groups: int = 1,
     flip_weight: bool = True,
+    bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """A 2-D convolution with FIR up- or downsampling, in the order that published StyleGAN2
     weights expect: 2x up as a strided transposed convolution followed by the filter; 2x down
     as the filter followed by a strided convolution; 1x1 kernels resample around the conv.
 
-    ``flip_weight=True`` is correlation (``F.conv2d``), False is true convolution.
+    ``flip_weight=True`` is correlation (``F.conv2d``), False is true convolution.  ``bias``
+    (per output channel) is added by the convolution itself, which needs it to come last: no
+    upsampling.
     """
+    assert bias is None or up == 1, "a bias inside the convolution cannot precede the filter"
     assert up == 1 or down == 1, "up- and downsampling at once is not used"
     kh, kw = w.shape[-2:]
     fk = f.shape[-1] if f is not None else 1
@@ -112,7 +116,7 @@ def conv2d_resample(
     def conv(x, w, **kw_):
         if not flip_weight and (kh > 1 or kw > 1):
             w = w.flip([2, 3])
-        return F.conv2d(x, w, groups=groups, **kw_)
+        return F.conv2d(x, w, bias, groups=groups, **kw_)
 
     if kh == 1 and kw == 1 and down > 1:
         return conv(upfirdn2d(x, f, down=down, padding=[p0, p1, p0, p1]), w)
