@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 pytest.importorskip("starlette", reason="the studio extra is not installed")
@@ -500,3 +501,32 @@ def test_browser_shows_the_message_of_a_bad_value(page):
     page.find_element(By.ID, "gen-go").click()
     error = _wait(page, EC.visibility_of_element_located((By.ID, "error")))
     assert error.text == "argument --n: must be at least 1, got 0"
+
+
+# ----- published networks ---------------------------------------------------------------------
+def test_an_imported_network_is_listed_and_generates_like_load(tmp_path):
+    """A run made by `ganforge import` (an official StyleGAN2-ADA pickle, the import tests'
+    fixture) is listed as imported, and its generate answer is the images `ganforge.load` makes
+    for the same seed and truncation."""
+    fixture = Path(__file__).parent / "fixtures" / "stylegan2" / "uncond_orig.pkl"
+    if not fixture.exists():
+        pytest.skip("no tests/fixtures/stylegan2/uncond_orig.pkl")
+    root = tmp_path / "published"
+    assert main(["-q", "import", "stylegan2", str(fixture), "--out", str(root / "ffhq")]) == 0
+    with running([root]) as url:
+        _, body = request(url, "/api/runs")
+        (run,) = body["runs"]
+        assert (run["id"], run["family"], run["kind"]) == ("0/ffhq", "stylegan2", "imported")
+        fields = {"run": "0/ffhq", "n": 2, "seed": 3, "truncation": 0.7, "noise_mode": "const"}
+        status, answer = request(url, "/api/generate", fields)
+    assert status == 200 and answer["count"] == 2
+    import base64
+    import zipfile
+
+    archive = zipfile.ZipFile(io.BytesIO(base64.b64decode(answer["zip"].split(",", 1)[1])))
+    first = np.asarray(Image.open(io.BytesIO(archive.read("image-000.png"))))
+    expected = ganforge.load(root / "ffhq").generate(2, seed=3, truncation=0.7, noise_mode="const")
+    pixels = ((expected[0].clamp(-1, 1) + 1) * 127.5).round().to(dtype=torch.uint8)
+    pixels = pixels.permute(1, 2, 0).squeeze(-1).numpy()
+    assert first.shape == pixels.shape
+    assert np.abs(first.astype(int) - pixels.astype(int)).max() <= 1
