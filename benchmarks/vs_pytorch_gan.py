@@ -27,7 +27,6 @@ downloaded MNIST, ``--real-torchvision`` runs the script against them instead.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -38,6 +37,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from throughput import report_json  # noqa: E402
 
 SCRIPT = Path("implementations") / "dcgan" / "dcgan.py"
 WARMUP = 10  # batches before the clock starts
@@ -259,10 +261,7 @@ def main() -> None:
         "speedup": round(ours / ref, 2),
         "samples": {k: [round(v, 1) for v in vs] for k, vs in rates.items()},
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    report_json(report, args.out)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from throughput import report_json  # noqa: E402
+
 BATCH = 32
 R1_EVERY, PL_EVERY = 16, 4
 R1_GAMMA = 0.01
@@ -306,10 +308,7 @@ def main() -> None:
         "iterations": args.iterations,
         "rows": rows,
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    report_json(report, args.out)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from ganforge.data import DataSpec, ImageDataset
 
@@ -34,3 +36,13 @@ def make_dataset(
 @pytest.fixture
 def tiny_data() -> ImageDataset:
     return make_dataset()
+
+
+def write_ab(root, splits: dict[str, int], size: int = 16) -> None:
+    """pix2pix's aligned layout: each file is A | B side by side, 2 size x size."""
+    rng = np.random.default_rng(0)
+    for split, n in splits.items():
+        (root / split).mkdir(parents=True)
+        for i in range(n):
+            pixels = rng.integers(0, 256, (size, 2 * size), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / split / f"{i}.png")

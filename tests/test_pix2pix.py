@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from _families import build, example_batch
+from conftest import write_ab
 from PIL import Image
 
 import ganforge
@@ -178,16 +179,6 @@ def test_preview_rows_are_input_output_target():
 
 
 # ----- the commands ---------------------------------------------------------------------------
-def write_ab(root, splits: dict[str, int], size: int = 16) -> None:
-    """pix2pix's aligned layout: each file is A | B side by side, 2 size x size."""
-    rng = np.random.default_rng(0)
-    for split, n in splits.items():
-        (root / split).mkdir(parents=True)
-        for i in range(n):
-            pixels = rng.integers(0, 256, (size, 2 * size), dtype=np.uint8)
-            Image.fromarray(pixels).save(root / split / f"{i}.png")
-
-
 @pytest.fixture
 def tiny_run(tmp_path):
     data = tmp_path / "ab"

@@ -31,21 +31,13 @@ pytest.importorskip("starlette", reason="the studio extra is not installed")
 pytest.importorskip("uvicorn", reason="the studio extra is not installed")
 pytest.importorskip("multipart", reason="the studio extra is not installed")
 
+from conftest import write_ab  # noqa: E402
+
 import ganforge  # noqa: E402
 from ganforge.cli import main  # noqa: E402
 from ganforge.studio import running  # noqa: E402
 
 QUIET = {"train.progress": False, "train.tensorboard": False}
-
-
-def write_ab(root: Path, splits: dict[str, int], size: int = 16) -> None:
-    """pix2pix's aligned layout: each file is A | B side by side, 2 size x size."""
-    rng = np.random.default_rng(0)
-    for split, n in splits.items():
-        (root / split).mkdir(parents=True)
-        for i in range(n):
-            pixels = rng.integers(0, 256, (size, 2 * size), dtype=np.uint8)
-            Image.fromarray(pixels).save(root / split / f"{i}.png")
 
 
 @pytest.fixture(scope="module")

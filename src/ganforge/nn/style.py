@@ -148,10 +148,8 @@ class Conv2dLayer(nn.Module):
             flip_weight=True,
             bias=b,
         )
-        x = ACTIVATIONS[self.activation][0](x)
-        if self.conv_clamp is not None and self.conv_clamp >= 0:
-            x = x.clamp(-self.conv_clamp * gain, self.conv_clamp * gain)
-        return x
+        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        return bias_act(x, act=self.activation, gain=1.0, clamp=clamp)
 
 
 def demodulation_coefficients(weight: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
@@ -383,10 +381,8 @@ class SynthesisLayer(nn.Module):
         x = torch.addcmul(shift, x, scale.to(x.dtype).reshape(n, -1, 1, 1))
         if noise is not None:
             x = x + (noise * g).to(x.dtype)
-        x = ACTIVATIONS[self.activation][0](x)
-        if self.conv_clamp is not None and self.conv_clamp >= 0:
-            x = x.clamp(-self.conv_clamp * gain, self.conv_clamp * gain)
-        return x
+        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        return bias_act(x, act=self.activation, gain=1.0, clamp=clamp)
 
 
 class ToRGBLayer(nn.Module):

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from ..errors import UserError
+from ..tools.latent import int_ranges
 
 #: the most images, frames, seeds a row or column, and caption images one request makes
 MAX_IMAGES, MAX_FRAMES, MAX_MIX_SEEDS, MAX_TEXT_IMAGES = 64, 32, 8, 16
@@ -118,17 +118,10 @@ def seed_list(fields: Mapping[str, Any], key: str, option: str, cap: int) -> str
     if value is None:
         raise UserError(f"give {option}, e.g. {option} 1,2,3")
     total = 0
-    for item in value.split(","):
-        match = re.fullmatch(r"\s*(\d{1,10})\s*(?:-\s*(\d{1,10})\s*)?", item)
-        if match is None:
-            raise UserError(
-                f"{option} {value!r}: expected whole numbers or ranges a-b separated by commas, "
-                "e.g. 1,2,3 or 0-3"
-            )
-        first, last = int(match[1]), int(match[2] or match[1])
-        if max(first, last) >= SEED_LIMIT:
+    for first, last in int_ranges(value, option):
+        if last >= SEED_LIMIT:
             raise UserError(f"{option} {value!r}: use seeds from 0 to 2^32 - 1")
-        total += max(1, last - first + 1)
+        total += last - first + 1
     if total > cap:
         raise UserError(
             f"{option} {value!r} names {total:,} seeds; the studio takes at most {cap} here"

@@ -66,15 +66,13 @@ def style_generator(model: Any, what: str) -> nn.Module:
     return generator_of(model)
 
 
-def parse_int_list(text: str | int | Sequence[int], what: str) -> list[int]:
-    """``"1,2,5"``, ``"0-3"`` (inclusive) or a mix like ``"0-2,7"`` -> a list of ints."""
-    if isinstance(text, int):
-        return [text]
-    if not isinstance(text, str):
-        return [int(v) for v in text]
-    values: list[int] = []
+def int_ranges(text: str, what: str) -> list[tuple[int, int]]:
+    """The inclusive ``(first, last)`` ranges of ``"1,2,5"``, ``"0-3"`` or ``"0-2,7"``, checked
+    but not expanded (so a caller can count them before building a list)."""
+    ranges: list[tuple[int, int]] = []
     for item in text.split(","):
-        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", item)
+        # at most 18 digits: int() of a longer run is slow and past 4,300 digits refused
+        match = re.fullmatch(r"\s*(\d{1,18})\s*(?:-\s*(\d{1,18})\s*)?", item)
         if match is None:
             raise UserError(
                 f"{what} {text!r}: expected whole numbers or ranges a-b separated by commas, "
@@ -84,8 +82,17 @@ def parse_int_list(text: str | int | Sequence[int], what: str) -> list[int]:
         last = int(match[2]) if match[2] is not None else first
         if last < first:
             raise UserError(f"{what} {text!r}: the range {item.strip()} runs backwards")
-        values += range(first, last + 1)
-    return values
+        ranges.append((first, last))
+    return ranges
+
+
+def parse_int_list(text: str | int | Sequence[int], what: str) -> list[int]:
+    """``"1,2,5"``, ``"0-3"`` (inclusive) or a mix like ``"0-2,7"`` -> a list of ints."""
+    if isinstance(text, int):
+        return [text]
+    if not isinstance(text, str):
+        return [int(v) for v in text]
+    return [v for first, last in int_ranges(text, what) for v in range(first, last + 1)]
 
 
 def seed_inputs(
