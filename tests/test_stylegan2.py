@@ -73,6 +73,76 @@ def test_upfirdn_with_negative_padding_crops():
     assert torch.equal(y, x[:, :, 0:2, 1:4])
 
 
+def upfirdn_by_definition(x, f, up, down, pad):
+    """Zero insertion, F.pad (negative entries crop), the flipped filter, subsampling: the
+    definition, step by step, to hold upfirdn2d's shortcuts to."""
+    n, c, h, w = x.shape
+    u = x.new_zeros(n, c, h * up, w * up)
+    u[:, :, ::up, ::up] = x
+    u = F.pad(u, pad)
+    y = F.conv2d(u, f.flip([0, 1])[None, None].repeat(c, 1, 1, 1), groups=c)
+    return y[:, :, ::down, ::down]
+
+
+@pytest.mark.parametrize(
+    "up,down,pad",
+    [
+        (2, 1, [2, 1, 2, 1]),  # upsample2d: one transposed convolution
+        (2, 1, [3, 2, 3, 2]),  # conv2d_resample's up padding: the same, with a wider border
+        (1, 1, [1, 1, 1, 1]),  # symmetric: padded by the convolution
+        (1, 2, [2, 2, 2, 2]),  # the down path's symmetric padding, then subsampling
+        (1, 2, [1, 1, 1, 1]),  # downsample2d
+        (2, 1, [1, 2, 0, 1]),  # asymmetric: the explicit pad
+        (1, 1, [-1, 2, 0, -1]),  # cropping
+    ],
+)
+@pytest.mark.parametrize("channels,layout", [(1, "nchw"), (3, "nchw"), (3, "cl")])
+def test_upfirdn_shortcuts_equal_the_definition(up, down, pad, channels, layout):
+    """Values, gradients and (for R1) second derivatives of every path upfirdn2d takes, with
+    an asymmetric filter so that a wrong flip shows."""
+    torch.manual_seed(0)
+    x = torch.randn(2, channels, 6, 7, dtype=torch.float64)
+    if layout == "cl":
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    f = torch.rand(4, 4, dtype=torch.float64)
+    got = upfirdn2d(x, f, up=up, down=down, padding=pad, gain=up * up)
+    want = upfirdn_by_definition(x, f * up * up, up, down, pad)
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, atol=1e-12)
+    g = torch.randn_like(want, requires_grad=True)
+    (ga,) = torch.autograd.grad(got, x, g, create_graph=True)
+    (gb,) = torch.autograd.grad(want, x, g, create_graph=True)
+    assert torch.allclose(ga, gb, atol=1e-12)
+    # the backward is linear in g; differentiating <backward(g), p> by g gives the forward of
+    # p, so the double backward R1 relies on is checked against the forward itself
+    p = torch.randn_like(x)
+    (again,) = torch.autograd.grad((ga * p).sum(), g)
+    assert torch.allclose(again, upfirdn_by_definition(p, f * up * up, up, down, pad), atol=1e-12)
+
+
+def test_pointwise_conv_of_one_channel_equals_the_convolution():
+    """A grey image's 1x1 fromRGB is a matrix product on CPU: the convolution's values,
+    gradients and double backward (R1 differentiates through it)."""
+    torch.manual_seed(0)
+    x = torch.randn(3, 1, 5, 6, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 1, 1, 1, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    for bias in (b, None):
+        got, want = conv2d_resample(x, w, bias=bias), F.conv2d(x, w, bias)
+        assert torch.allclose(got, want, atol=1e-12)
+        g = torch.randn_like(want)
+        inputs = (x, w) if bias is None else (x, w, b)
+        grads_a = torch.autograd.grad(got, inputs, g, create_graph=True)
+        grads_b = torch.autograd.grad(want, inputs, g, create_graph=True)
+        for a, c in zip(grads_a, grads_b, strict=True):
+            assert torch.allclose(a, c, atol=1e-12)
+        # R1's path: the gradient by the input, differentiated by the weights
+        (ra,) = torch.autograd.grad(grads_a[0].square().sum(), w)
+        (rb,) = torch.autograd.grad(grads_b[0].square().sum(), w)
+        assert torch.allclose(ra, rb, atol=1e-12)
+
+
 @pytest.mark.parametrize("flip", [True, False])
 def test_conv2d_resample_up_equals_upsample_then_conv(flip):
     """The transposed-conv path equals zero insertion, the filter (padded by the filter's and

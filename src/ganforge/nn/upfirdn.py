@@ -46,11 +46,21 @@ def upfirdn2d(
     """Upsample ``x`` [N, C, H, W] by zero insertion, pad (negative crops), convolve with ``f``
     (true convolution: the filter is flipped), then keep every ``down``-th pixel."""
     n, c, h, w = x.shape
+    x0, x1, y0, y1 = _pads(padding)
+    k = f.shape[-1] if f is not None else 0
+    if up > 1 and k and f.shape[-2] == k and x0 == y0 == x1 + up - 1 == y1 + up - 1 < k:
+        return _upfir_transposed(x, f * gain, up, k - 1 - x0, down)
     if up > 1:
         x = x.reshape(n, c, h, 1, w, 1)
         x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
         x = x.reshape(n, c, h * up, w * up)
-    x0, x1, y0, y1 = _pads(padding)
+    if f is not None and x0 == x1 == y0 == y1 >= 0:
+        # the same zeros, padded by the convolution itself: no padded copy of the activations
+        # and no slice of the gradient in the backward pass (those were about 8 ms of the
+        # 335 ms of benchmarks/vs_stylegan2_ada.py's 64 px step on CPU)
+        f = (f * gain).to(x.dtype).flip([0, 1])
+        x = F.conv2d(x, f[None, None].repeat(c, 1, 1, 1), groups=c, padding=x0)
+        return x[:, :, ::down, ::down] if down > 1 else x
     x = F.pad(x, [max(x0, 0), max(x1, 0), max(y0, 0), max(y1, 0)])
     x = x[
         :,
@@ -69,6 +79,32 @@ def upfirdn2d(
     return x
 
 
+def _upfir_transposed(
+    x: torch.Tensor, f: torch.Tensor, up: int, crop: int, down: int
+) -> torch.Tensor:
+    """Zero insertion, padding and the filter as one transposed convolution with stride
+    ``up`` (the case where the padding is the transposed convolution's own: ``x0 == x1 + up -
+    1``, as in ``upsample2d``).  The transposed convolution scatters the filter, so it takes
+    ``f`` as it is where upfirdn2d's correlation takes it flipped.  On a contiguous input the
+    images and channels all become channels of one image (a view): for 32 grey images from 32
+    to 64 px oneDNN takes 0.4 ms forward and backward where the zero-inserted 1-channel
+    convolution took 7.5."""
+    n, c, h, w = x.shape
+    f = f.to(x.dtype)[None, None]
+    if x.is_contiguous():
+        y = F.conv_transpose2d(
+            x.reshape(1, n * c, h, w),
+            f.repeat(n * c, 1, 1, 1),
+            stride=up,
+            padding=crop,
+            groups=n * c,
+        )
+        y = y.reshape(n, c, y.shape[2], y.shape[3])
+    else:
+        y = F.conv_transpose2d(x, f.repeat(c, 1, 1, 1), stride=up, padding=crop, groups=c)
+    return y[:, :, ::down, ::down] if down > 1 else y
+
+
 def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
     """Upsample by ``up`` with ``f``, keeping the image centred (output ``up`` times larger)."""
     k = f.shape[-1]
@@ -81,6 +117,26 @@ def downsample2d(x: torch.Tensor, f: torch.Tensor, down: int = 2) -> torch.Tenso
     k = f.shape[-1]
     pad = [(k - down + 1) // 2, (k - down) // 2]
     return upfirdn2d(x, f, down=down, padding=pad * 2)
+
+
+def _pointwise_from_one_channel(
+    x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None
+) -> torch.Tensor:
+    """A 1x1 convolution of a 1-channel input ([N, 1, H, W] by [O, 1, 1, 1]): an outer
+    product, written as one matrix product on CPU.
+
+    oneDNN runs this convolution (a grey image's fromRGB layer) about 10x slower than the
+    product, forward and backward (benchmarks/vs_stylegan2_ada.py's 64 px step spent 8% of
+    its time in it).  The result is channels-last, the product's own layout; a 1-channel input
+    has no layout to follow, and the convolutions after it run in either.  Elsewhere (CUDA)
+    the convolution is kept."""
+    if x.device.type != "cpu":
+        return F.conv2d(x, w, bias)
+    n, _, h, width = x.shape
+    rows = x.reshape(n * h * width, 1)  # [N, 1, H, W] is already [N*H*W, 1] in memory
+    wt = w.reshape(1, -1)
+    y = torch.addmm(bias.unsqueeze(0), rows, wt) if bias is not None else rows @ wt
+    return y.view(n, h, width, -1).permute(0, 3, 1, 2)
 
 
 def conv2d_resample(
@@ -113,10 +169,12 @@ def conv2d_resample(
     if down > 1:
         p0, p1 = p0 + (fk - down + 1) // 2, p1 + (fk - down) // 2
 
-    def conv(x, w, **kw_):
+    def conv(x, w, stride=1, padding=0):
+        if kh == kw == 1 and stride == 1 and padding == 0 and w.shape[1] == 1 and groups == 1:
+            return _pointwise_from_one_channel(x, w, bias)
         if not flip_weight and (kh > 1 or kw > 1):
             w = w.flip([2, 3])
-        return F.conv2d(x, w, bias, groups=groups, **kw_)
+        return F.conv2d(x, w, bias, stride=stride, groups=groups, padding=padding)
 
     if kh == 1 and kw == 1 and down > 1:
         return conv(upfirdn2d(x, f, down=down, padding=[p0, p1, p0, p1]), w)
