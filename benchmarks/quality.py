@@ -779,8 +779,66 @@ def markdown(rows: list[dict], budget_min: float, n: int, commands: list[str]) -
         lines += image_task_markdown(imaging, budget_min)
     if texting:
         lines += text_markdown(texting, budget_min)
+    lines += speed_markdown(ROOT / "docs")
     lines += ["", "To reproduce:", "", "```bash", *commands, "```", ""]
     return "\n".join(lines)
+
+
+def speed_markdown(docs: Path) -> list[str]:
+    """The step-speed figures against the reference code itself, from the JSON that
+    ``benchmarks/vs_pytorch_gan.py`` and ``benchmarks/vs_stylegan2_ada.py`` wrote (absent
+    files are left out)."""
+    lines = []
+    dc, sg = docs / "vs-pytorch-gan.json", docs / "vs-stylegan2-ada.json"
+    if not (dc.is_file() or sg.is_file()):
+        return lines
+    lines += [
+        "",
+        "## Training speed against the reference code",
+        "",
+        "The quality above comes from steps; these are the steps' speed against the published "
+        "code itself, run unmodified beside GANForge on the same machine (rounds interleaved, "
+        "each in a fresh process, medians; 2 threads). No test asserts a timing.",
+    ]
+    if dc.is_file():
+        d = json.loads(dc.read_text())
+        lines += [
+            "",
+            "`dcgan --preset classic32` against eriklindernoren/PyTorch-GAN's "
+            "`implementations/dcgan/dcgan.py` (`python benchmarks/vs_pytorch_gan.py --reference "
+            f"PyTorch-GAN --out docs/vs-pytorch-gan.json`, batch {d['batch_size']}, "
+            f"{d['rounds']} rounds): the script {d['reference_train_images_per_s']} train "
+            f"images/s, GANForge {d['ganforge_train_images_per_s']}: "
+            f"**{d['speedup']:.2f}x** (rounds: script "
+            f"{', '.join(map(str, d['samples']['reference']))}; GANForge "
+            f"{', '.join(map(str, d['samples']['ganforge']))}).",
+        ]
+    if sg.is_file():
+        d = json.loads(sg.read_text())
+        res = ",".join(str(r["resolution"]) for r in d["rows"])
+        lines += [
+            "",
+            "`stylegan2 --preset fmnist32` against NVlabs/stylegan2-ada-pytorch's networks and "
+            "loss on the same weights (`python benchmarks/vs_stylegan2_ada.py --reference "
+            f"stylegan2-ada-pytorch --resolutions {res} --rounds {d['rounds']} --iterations "
+            f"{d['iterations']} --out docs/vs-stylegan2-ada.json`, batch 32, float32). "
+            "*iteration*: each codebase's training iteration (Adam, lazy R1, EMA); *networks*: "
+            "the same G and D forward and backward calls on each side's layers. Images/s:",
+            "",
+            "| resolution | official iteration | GANForge | speed-up | official networks | "
+            "GANForge | speed-up | images agree to |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in d["rows"]:
+            it, nets, a = r["iteration"], r["networks"], r["agreement"]
+            worst = max(a["images_eval_max_abs"], a["images_train_max_abs"])
+            lines.append(
+                f"| {r['resolution']} | {it['official_images_per_s']} | "
+                f"{it['ganforge_images_per_s']} | **{it['speedup']:.2f}x** | "
+                f"{nets['official_images_per_s']} | {nets['ganforge_images_per_s']} | "
+                f"**{nets['speedup']:.2f}x** | {worst:.0e} |"
+            )
+    return lines
 
 
 def commands_of(rows: list[dict]) -> list[str]:
