@@ -103,7 +103,7 @@ def check_agreement(G_off, D_off, model) -> dict[str, float]:
     model.D.load_state_dict(D_off.state_dict())
     z = torch.randn(8, 128, generator=torch.Generator().manual_seed(1))
     out = {}
-    for mode in ("eval", "train"):  # inference's fused convolutions, training's unfused ones
+    for mode in ("eval", "train"):  # the official inference path is its fused convolution
         G_off.train(mode == "train"), model.G.train(mode == "train")
         with torch.no_grad():
             a = G_off(z, None, noise_mode="const")
