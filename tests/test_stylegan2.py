@@ -121,6 +121,33 @@ def test_upfirdn_shortcuts_equal_the_definition(up, down, pad, channels, layout)
     assert torch.allclose(again, upfirdn_by_definition(p, f * up * up, up, down, pad), atol=1e-12)
 
 
+@pytest.mark.parametrize(
+    "up,pad",
+    [
+        (2, [0, 0, 0, 0]),
+        (2, [3, 2, 1, 4]),
+        (2, [-1, -2, 3, -3]),
+        (4, [-5, 2, 6, -7]),
+        (3, [1, -4, -2, 0]),
+    ],
+)
+def test_channels_last_zero_insertion_equals_the_definition(up, pad):
+    """StyleGAN3's upsampling without a filter (zero insertion, then padding that may crop),
+    on a channels-last input: the definition's values and gradients, and the layout kept."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 5, 6, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    got = upfirdn2d(x, None, up=up, padding=pad)
+    want = upfirdn_by_definition(x, torch.ones(1, 1, dtype=torch.float64), up, 1, pad)
+    assert got.shape == want.shape
+    assert torch.equal(got, want)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    g = torch.randn_like(want)
+    (ga,) = torch.autograd.grad(got, x, g)
+    (gb,) = torch.autograd.grad(want, x, g)
+    assert torch.equal(ga, gb)
+
+
 def test_pointwise_conv_of_one_channel_equals_the_convolution():
     """A grey image's 1x1 fromRGB is a matrix product on CPU: the convolution's values,
     gradients and double backward (R1 differentiates through it)."""

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .style import demodulation_coefficients
 from .upfirdn import upfirdn2d
 
 
@@ -86,8 +87,8 @@ def fir_filter(
     runs separably (along W, then H), each pass with sqrt(``gain``); a 2-D one at once."""
     c = x.shape[1]
     if f is None:
-        x = x * gain if gain != 1 else x
-        return x[:, :, ::down, ::down] if down > 1 else x
+        x = x[:, :, ::down, ::down] if down > 1 else x
+        return x * gain if gain != 1 else x
     f = f.to(x.dtype).flip(list(range(f.ndim)))
     if f.ndim == 2:
         weight = (f * gain)[None, None].repeat(c, 1, 1, 1)
@@ -120,11 +121,16 @@ def filtered_lrelu(
     x = fir_filter(x, up_filter, gain=up * up)
     if slope != 1:
         x = F.leaky_relu(x, slope)
-    if gain != 1:
+    if gain <= 0:
         x = x * gain
+        x = x.clamp(-clamp, clamp) if clamp is not None else x
+        return fir_filter(x, down_filter, down=down)
+    # the gain goes into the down filter, which is linear, and the clamp's bounds are
+    # divided by it (clamp(g t, -c, c) = g clamp(t, -c/g, c/g) for g > 0): one pass fewer
+    # over the upsampled activations, the largest tensors of the layer
     if clamp is not None:
-        x = x.clamp(-clamp, clamp)
-    return fir_filter(x, down_filter, down=down)
+        x = x.clamp(-clamp / gain, clamp / gain)
+    return fir_filter(x, down_filter, down=down, gain=gain)
 
 
 def modulated_conv2d(
@@ -147,6 +153,16 @@ def modulated_conv2d(
     if demodulate:
         weight = weight * weight.square().mean(dim=[1, 2, 3], keepdim=True).rsqrt()
         styles = styles * styles.square().mean().rsqrt()
+    if x.device.type == "cpu":
+        # the same function with the styles (and input gain) on the activations before one
+        # shared convolution and the demodulation after it: the grouped convolution with
+        # per-sample weights is slower on CPU, as for StyleGAN2 (models/stylegan2.py), and
+        # this form keeps the activations' layout (channels-last, see SynthesisNetwork)
+        s = styles if input_gain is None else styles * input_gain.expand(n, in_ch)
+        x = F.conv2d(x * s.to(x.dtype).reshape(n, in_ch, 1, 1), weight.to(x.dtype), padding=padding)
+        if demodulate:
+            x = x * demodulation_coefficients(weight, styles).to(x.dtype).reshape(n, out_ch, 1, 1)
+        return x
     w = weight.unsqueeze(0) * styles.reshape(n, 1, in_ch, 1, 1)  # [N, O, I, k, k]
     if demodulate:
         w = w * (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt().reshape(n, out_ch, 1, 1, 1)

@@ -34,6 +34,36 @@ def _pads(padding: int | Sequence[int]) -> list[int]:
     return p * 2 if len(p) == 2 else p
 
 
+def _is_channels_last(x: torch.Tensor) -> bool:
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+def _zero_insert_channels_last(
+    x: torch.Tensor, up: int, x0: int, x1: int, y0: int, y1: int
+) -> torch.Tensor:
+    """upfirdn2d's zero insertion and padding (negative entries crop) for a channels-last
+    ``x``, as one zero tensor in that layout with x's pixels written where they land: the
+    reshapes of the general path would make it NCHW, where oneDNN's depthwise filters run
+    several times slower, and the pad would fill and copy a second time."""
+    n, c, h, w = x.shape
+    out_h, out_w = h * up + y0 + y1, w * up + x0 + x1
+    u = x.new_zeros(n, out_h, out_w, c).permute(0, 3, 1, 2)
+
+    def placed(first_pad: int, size: int, out: int) -> tuple[int, int, int]:
+        """Input pixel i lands at output index first_pad + i * up: the first one inside
+        the output, where it lands, and how many land inside."""
+        i = max(0, -(first_pad // up))  # ceil(-first_pad / up), at least 0
+        r = first_pad + i * up
+        count = max(0, min(size - i, -(-(out - r) // up)))
+        return r, i, count
+
+    r, i, nh = placed(y0, h, out_h)
+    q, j, nw = placed(x0, w, out_w)
+    if nh and nw:
+        u[:, :, r : r + up * nh : up, q : q + up * nw : up] = x[:, :, i : i + nh, j : j + nw]
+    return u
+
+
 def upfirdn2d(
     x: torch.Tensor,
     f: torch.Tensor | None,
@@ -50,6 +80,8 @@ def upfirdn2d(
     k = f.shape[-1] if f is not None else 0
     if up > 1 and k and f.shape[-2] == k and x0 == y0 == x1 + up - 1 == y1 + up - 1 < k:
         return _upfir_transposed(x, f * gain, up, k - 1 - x0, down)
+    if up > 1 and f is None and gain == 1 and down == 1 and _is_channels_last(x):
+        return _zero_insert_channels_last(x, up, x0, x1, y0, y1)
     if up > 1:
         x = x.reshape(n, c, h, 1, w, 1)
         x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
