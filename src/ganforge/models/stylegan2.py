@@ -186,14 +186,18 @@ class SynthesisNetwork(nn.Module):
             self.num_ws += block.num_conv + (block.num_torgb if block.is_last else 0)
             setattr(self, f"b{res}", block)
 
-    def forward(self, ws: torch.Tensor, *, noise_mode: str = "random") -> torch.Tensor:
+    def forward(
+        self, ws: torch.Tensor, *, noise_mode: str = "random", fused: bool | None = None
+    ) -> torch.Tensor:
+        """``fused``: the modulation as one grouped convolution with per-sample weights (the
+        reference's inference form) or on the activations before one shared convolution
+        (training's); both compute the same images.  By default the fused form runs at
+        inference on CUDA only: on CPU the grouped convolution is slower at every size
+        measured (fmnist32 networks: 1.2x at 32 px and 1.4x at 128 px for one image, 2.3x
+        for 16 at 128 px, 7x for 32 at 32 px)."""
         ws = ws.float()
-        # The reference fuses the modulation into one grouped convolution with per-sample
-        # weights at inference.  On CPU that convolution is slower than the shared one with
-        # the styles on the activations at every size measured (fmnist32 networks: 1.2x at 32
-        # px and 1.4x at 128 px for one image, 2.3x for 16 at 128 px, 7x for 32 at 32 px), so
-        # CPU inference takes training's form; CUDA keeps the reference's.
-        fused = not self.training and ws.device.type != "cpu"
+        if fused is None:
+            fused = not self.training and ws.device.type != "cpu"
         x = img = None
         i = 0
         for res in self.resolutions:
