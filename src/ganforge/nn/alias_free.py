@@ -121,16 +121,17 @@ def filtered_lrelu(
     x = fir_filter(x, up_filter, gain=up * up)
     if slope != 1:
         x = F.leaky_relu(x, slope)
-    if gain <= 0:
-        x = x * gain
-        x = x.clamp(-clamp, clamp) if clamp is not None else x
-        return fir_filter(x, down_filter, down=down)
-    # the gain goes into the down filter, which is linear, and the clamp's bounds are
-    # divided by it (clamp(g t, -c, c) = g clamp(t, -c/g, c/g) for g > 0): one pass fewer
-    # over the upsampled activations, the largest tensors of the layer
+    if gain > 0:
+        # the gain goes into the down filter, which is linear, and the clamp's bounds are
+        # divided by it (clamp(g t, -c, c) = g clamp(t, -c/g, c/g) for g > 0): one pass
+        # fewer over the upsampled activations, the largest tensors of the layer
+        if clamp is not None:
+            x = x.clamp(-clamp / gain, clamp / gain)
+        return fir_filter(x, down_filter, down=down, gain=gain)
+    x = x * gain
     if clamp is not None:
-        x = x.clamp(-clamp / gain, clamp / gain)
-    return fir_filter(x, down_filter, down=down, gain=gain)
+        x = x.clamp(-clamp, clamp)
+    return fir_filter(x, down_filter, down=down)
 
 
 def modulated_conv2d(
@@ -142,12 +143,13 @@ def modulated_conv2d(
     padding: int = 0,
     input_gain: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """StyleGAN3's modulated convolution, as one grouped convolution with per-sample weights:
-    ``weight`` [O, I, k, k] scaled per sample by ``styles`` [N, I]; with ``demodulate`` the
-    weights and styles are first brought to unit RMS (which keeps half precision in range and
-    cancels in the demodulation, but for its 1e-8) and each output channel is then scaled to
-    unit norm.  ``input_gain`` (a scalar or [N, I]) scales the input channels afterwards: the
-    layer's 1 / RMS of its inputs, tracked during training."""
+    """StyleGAN3's modulated convolution, as one grouped convolution with per-sample weights
+    (on CPU the same function with the styles on the activations before one shared
+    convolution): ``weight`` [O, I, k, k] scaled per sample by ``styles`` [N, I]; with
+    ``demodulate`` the weights and styles are first brought to unit RMS (which keeps half
+    precision in range and cancels in the demodulation, but for its 1e-8) and each output
+    channel is then scaled to unit norm.  ``input_gain`` (a scalar or [N, I]) scales the input
+    channels afterwards: the layer's 1 / RMS of its inputs, tracked during training."""
     n, in_ch = x.shape[:2]
     out_ch, _, kh, kw = weight.shape
     if demodulate:
@@ -157,7 +159,8 @@ def modulated_conv2d(
         # the same function with the styles (and input gain) on the activations before one
         # shared convolution and the demodulation after it: the grouped convolution with
         # per-sample weights is slower on CPU, as for StyleGAN2 (models/stylegan2.py), and
-        # this form keeps the activations' layout (channels-last, see SynthesisNetwork)
+        # this form keeps the activations' layout: channels-last from the Fourier features on,
+        # where oneDNN runs the filtered leaky ReLU's depthwise filters several times faster
         s = styles if input_gain is None else styles * input_gain.expand(n, in_ch)
         x = F.conv2d(x * s.to(x.dtype).reshape(n, in_ch, 1, 1), weight.to(x.dtype), padding=padding)
         if demodulate:
