@@ -25,7 +25,14 @@ from ganforge.config import build_config
 from ganforge.errors import UserError
 from ganforge.models import get_family
 from ganforge.models.stylegan3 import input_transform
-from ganforge.nn.alias_free import design_lowpass_filter, jinc_lowpass, kaiser_lowpass
+from ganforge.nn.alias_free import (
+    design_lowpass_filter,
+    fir_filter,
+    jinc_lowpass,
+    kaiser_lowpass,
+    upsample_separable,
+)
+from ganforge.nn.upfirdn import upfirdn2d
 from ganforge.tools.stylegan2_pickle import _Bad, _load
 from ganforge.tools.stylegan3_pickle import (
     _import,
@@ -179,6 +186,36 @@ def test_a_fresh_build_of_the_imported_config_designs_the_release_filters(import
         assert gap(fresh[key], nets.G_ema[key]) < 1e-7, key
     radial = [k for k in filters if nets.G_ema[k].ndim == 2]
     assert bool(radial) == (case.startswith("r_"))
+
+
+@pytest.mark.parametrize(
+    "up,k,padding",
+    [
+        (2, 12, [9, 9, 10, 9]),  # cropped inside the convolution (output_padding 1 along W)
+        (2, 12, [10, 9, 10, 9]),  # a symmetric crop inside the convolution
+        (2, 6, [8, 1, 0, 7]),  # zero-padded beyond the filter's reach, cropped more after
+        (4, 8, [3, 6, 7, 2]),
+        (2, 4, [0, 0, 0, 0]),
+    ],
+)
+@pytest.mark.parametrize("layout", ["nchw", "cl"])
+def test_separable_upsampling_equals_zero_insertion_then_filter(up, k, padding, layout):
+    """The transposed-convolution upsampling of the filtered leaky ReLU: the zero-inserted
+    form's values and gradients, with an asymmetric filter (a wrong flip fails)."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 6, 5, dtype=torch.float64)
+    if layout == "cl":
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    f = torch.rand(k, dtype=torch.float64)
+    got = upsample_separable(x, f, up, padding)
+    want = fir_filter(upfirdn2d(x, None, up=up, padding=padding), f, gain=up * up)
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, atol=1e-12)
+    g = torch.randn_like(want)
+    (ga,) = torch.autograd.grad(got, x, g)
+    (gb,) = torch.autograd.grad(want, x, g)
+    assert torch.allclose(ga, gb, atol=1e-12)
 
 
 @pytest.mark.parametrize(

@@ -99,6 +99,46 @@ def fir_filter(
     return F.conv2d(x, row.transpose(2, 3), groups=c, stride=(down, 1))
 
 
+def upsample_separable(
+    x: torch.Tensor, f: torch.Tensor, up: int, padding: Sequence[int]
+) -> torch.Tensor:
+    """``fir_filter(upfirdn2d(x, None, up=up, padding=padding), f, gain=up**2)`` for a 1-D
+    ``f``, without the zeros: along W, then H, one transposed convolution with stride ``up``
+    (each output takes ``k / up`` of the taps instead of ``k``, and no zero-inserted tensor
+    is filled), whose full output is then cropped (or zero-padded) to the padding asked for.
+    The transposed convolution scatters the filter, so it takes ``f`` as it is where the
+    correlation in `fir_filter` takes it flipped.  1.6x faster than the zero-inserted form for
+    a StyleGAN3 layer's upsampling on CPU (measured, [8, 128, 54, 54], 12 taps)."""
+    c, k = x.shape[1], f.shape[0]
+    x0, x1, y0, y1 = padding
+    g = (f * up).to(x.dtype)  # sqrt(up**2) per pass
+    # the full output is the zero-inserted signal padded by k - 1 on each side; crop the
+    # difference, inside the convolution where it can (its padding crops both ends alike and
+    # output_padding gives back up to stride - 1 at the end), else with F.pad (a copy)
+    for axis, (p0, p1) in ((3, (x0, x1)), (2, (y0, y1))):
+        before, after = k - 1 - p0, k - up - p1
+        shape = [1, 1, 1, 1]
+        shape[axis] = k
+        stride, crop, extra = [1, 1], [0, 0], [0, 0]
+        stride[axis - 2] = up
+        inside = 0 <= after <= before < after + up
+        if inside:
+            crop[axis - 2], extra[axis - 2] = before, before - after
+        x = F.conv_transpose2d(
+            x,
+            g.reshape(shape).repeat(c, 1, 1, 1),
+            stride=stride,
+            padding=crop,
+            output_padding=extra,
+            groups=c,
+        )
+        if not inside:
+            pads = [0, 0, 0, 0]
+            pads[2 * (3 - axis)], pads[2 * (3 - axis) + 1] = -before, -after
+            x = F.pad(x, pads)
+    return x
+
+
 def filtered_lrelu(
     x: torch.Tensor,
     up_filter: torch.Tensor | None,
@@ -117,8 +157,11 @@ def filtered_lrelu(
     ``slope`` times ``gain``, clamp to +-``clamp``, then ``down_filter`` and ``down``-fold
     decimation.  ``slope=1, gain=1`` (the ToRGB layer) leaves only the filtering."""
     x = x + bias.to(x.dtype).reshape(1, -1, 1, 1)
-    x = upfirdn2d(x, None, up=up, padding=list(padding))
-    x = fir_filter(x, up_filter, gain=up * up)
+    if up > 1 and up_filter is not None and up_filter.ndim == 1:
+        x = upsample_separable(x, up_filter, up, padding)
+    else:
+        x = upfirdn2d(x, None, up=up, padding=list(padding))
+        x = fir_filter(x, up_filter, gain=up * up)
     if slope != 1:
         x = F.leaky_relu(x, slope)
     if gain > 0:
