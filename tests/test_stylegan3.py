@@ -27,9 +27,11 @@ from ganforge.models import get_family
 from ganforge.models.stylegan3 import input_transform
 from ganforge.nn.alias_free import (
     design_lowpass_filter,
+    filtered_lrelu,
     fir_filter,
     jinc_lowpass,
     kaiser_lowpass,
+    modulated_conv2d,
     upsample_separable,
 )
 from ganforge.nn.upfirdn import upfirdn2d
@@ -186,6 +188,47 @@ def test_a_fresh_build_of_the_imported_config_designs_the_release_filters(import
         assert gap(fresh[key], nets.G_ema[key]) < 1e-7, key
     radial = [k for k in filters if nets.G_ema[k].ndim == 2]
     assert bool(radial) == (case.startswith("r_"))
+
+
+@pytest.mark.parametrize("demodulate", [True, False])
+def test_modulated_conv_equals_per_sample_weights(demodulate):
+    """The CPU form (styles on the activations, one shared convolution) against the
+    definition: each sample convolved with its own modulated, demodulated, input-gained
+    weights."""
+    torch.manual_seed(0)
+    x = torch.randn(3, 4, 7, 7, dtype=torch.float64)
+    weight = torch.randn(5, 4, 3, 3, dtype=torch.float64)
+    styles = torch.randn(3, 4, dtype=torch.float64)
+    gain = torch.tensor(0.7, dtype=torch.float64)
+    got = modulated_conv2d(x, weight, styles, demodulate=demodulate, padding=1, input_gain=gain)
+    wn, sn = weight, styles
+    if demodulate:
+        wn = weight / weight.square().mean(dim=[1, 2, 3], keepdim=True).sqrt()
+        sn = styles / styles.square().mean().sqrt()
+    for i in range(3):
+        w = wn * sn[i].reshape(1, 4, 1, 1)
+        if demodulate:
+            w = w / (w.square().sum(dim=[1, 2, 3], keepdim=True) + 1e-8).sqrt()
+        want = torch.nn.functional.conv2d(x[i : i + 1], w * gain, padding=1)
+        assert torch.allclose(got[i : i + 1], want, atol=1e-10)
+
+
+def test_filtered_lrelu_equals_its_steps_in_order():
+    """Bias, upsampling, filter, leaky ReLU, gain, clamp, filter and decimation done one by
+    one, with the clamp active: the fused form (the gain inside the down filter, the clamp's
+    bounds divided by it) computes the same."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64) * 3
+    bias = torch.randn(3, dtype=torch.float64)
+    up_f, down_f = torch.rand(6, dtype=torch.float64), torch.rand(6, dtype=torch.float64)
+    pad = [5, 4, 5, 4]
+    got = filtered_lrelu(x, up_f, down_f, bias, up=2, down=2, padding=pad, clamp=1.5)
+    y = x + bias.reshape(1, -1, 1, 1)
+    y = fir_filter(upfirdn2d(y, None, up=2, padding=pad), up_f, gain=4)
+    y = (torch.nn.functional.leaky_relu(y, 0.2) * math.sqrt(2)).clamp(-1.5, 1.5)
+    want = fir_filter(y, down_f, down=2)
+    assert (y.abs() == 1.5).any()  # the clamp bites
+    assert torch.allclose(got, want, atol=1e-12)
 
 
 @pytest.mark.parametrize(
