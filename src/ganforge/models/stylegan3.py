@@ -356,6 +356,8 @@ class SynthesisNetwork(nn.Module):
         x = self.input(ws[0])
         for name, w in zip(self.layer_names, ws[1:], strict=True):
             x = getattr(self, name)(x, w)
+        # on CPU the layers run channels-last (nn/alias_free.py); the images come out NCHW
+        x = x.contiguous()
         return x * self.output_scale if self.output_scale != 1 else x
 
 
