@@ -12,7 +12,8 @@ follows Kaiser's attenuation formula) with numpy alone, so scipy is not needed a
 published networks carry their filters as buffers anyway.
 
 Pure PyTorch: separable filters run as two 1-D grouped convolutions, the downsampling as the
-stride of the last one.  Everything is differentiable twice (R1 needs that).
+stride of the last one and the upsampling as two 1-D transposed convolutions (no zero-inserted
+tensor).  Everything is differentiable twice (R1 needs that).
 """
 
 from __future__ import annotations
